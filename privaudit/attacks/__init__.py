@@ -1,0 +1,1 @@
+"""attacks stage of privaudit."""
