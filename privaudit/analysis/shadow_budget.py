@@ -1,0 +1,378 @@
+"""How many shadow (reference) models does an attack need? Choi et al. ("Why Train More?",
+arXiv 2310.08015) §5.3 / §7.2: with highly memorized samples about 5 shadow models match the
+attack success of 2000 (about 400x fewer), for random OOD samples < 50, for random in-distribution
+samples > 100 (CIFAR-10) / > 1000 (MNIST) (spec ALGORITHMS.md §6.4).
+
+* :func:`shadow_budget_curve` measures it: AUC and TPR@FPR per sample group as a function of the
+  number R of reference models drawn from a trained population.
+* :func:`models_to_reach` / :func:`reduction_factor` read the curve.
+* :func:`hellinger_budget` / :func:`bound_curve` give the theoretical prediction
+  N = O(1/H^2(P_in, P_out)) (seed Lemma 2) and N = O(1/mem^2) (seed Corollary 1, via
+  H^2 >= mem^2 / 2). The seed's math was stripped; these statements are RECONSTRUCTED from its
+  prose plus standard results (spec §6.2), and the constant in O(.) is unknown (``const``).
+
+Pure NumPy/scikit-learn; attacks follow the calling convention of docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from privaudit.analysis.memorization import in_out_gaussian_params
+from privaudit.errors import ConfigError, SignalError
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "shadow_budget_curve",
+    "models_to_reach",
+    "reduction_factor",
+    "hellinger_budget",
+    "hellinger_from_signal",
+    "bound_curve",
+    "metric_name",
+]
+
+DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+
+AttackFn = Callable[..., np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------
+# metrics: tiny private helpers. They follow privaudit.evaluation.metrics' conventions (strict
+# TPR@FPR = largest ROC point with FPR <= alpha, no interpolation) and can be swapped for it.
+# --------------------------------------------------------------------------------------------
+
+def metric_name(fpr: float) -> str:
+    """Key of the TPR@FPR metric in curve rows, e.g. ``tpr@0.001``."""
+    return f"tpr@{fpr:g}"
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> float:
+    if y.all() or not y.any():
+        return float("nan")
+    return float(roc_auc_score(y, s))
+
+
+def _tpr_at_fpr(y: np.ndarray, s: np.ndarray, alpha: float) -> float:
+    """Strict TPR at FPR <= alpha (ml_privacy_meter convention, ARCHITECTURE.md default).
+    ``drop_intermediate=False``: dropping collinear points could skip the operating point."""
+    if y.all() or not y.any():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    return float(tpr[np.nonzero(fpr <= alpha + 1e-12)[0][-1]])
+
+
+def _bootstrap_mean_ci(values: np.ndarray, n_boot: int, confidence: float,
+                       rng: np.random.Generator) -> tuple[float, float]:
+    if values.size == 0:
+        return float("nan"), float("nan")
+    if values.size == 1:
+        return float(values[0]), float(values[0])
+    if n_boot == 0:
+        return float("nan"), float("nan")
+    idx = rng.integers(0, values.size, size=(n_boot, values.size))
+    means = values[idx].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(means, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------------------------
+# the empirical curve
+# --------------------------------------------------------------------------------------------
+
+def _check_inputs(signal, keep, labels, targets, sample_groups):
+    keep = np.asarray(keep)
+    if keep.ndim != 2 or keep.dtype != bool:
+        raise SignalError(f"keep must be bool [M, n], got {keep.dtype} {keep.shape}")
+    signal = np.asarray(signal)
+    if signal.ndim < 2 or signal.shape[:2] != keep.shape:
+        raise SignalError(f"signal must be [M, n, ...] matching keep {keep.shape}, got {signal.shape}")
+    m, n = keep.shape
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise SignalError(f"labels must have shape ({n},), got {labels.shape}")
+    targets = [int(t) for t in targets]
+    if not targets:
+        raise ConfigError("shadow_budget_curve needs at least one target model")
+    if len(set(targets)) != len(targets) or min(targets) < -m or max(targets) >= m:
+        raise ConfigError(f"targets must be distinct model indices in 0..{m - 1}, got {targets}")
+    targets = [t % m for t in targets]
+    if not sample_groups:
+        raise ConfigError("sample_groups must name at least one group, e.g. {'all': np.ones(n, bool)}")
+    groups = {}
+    for name, mask in sample_groups.items():
+        mask = np.asarray(mask)
+        if mask.shape != (n,) or mask.dtype != bool:
+            raise SignalError(f"sample group {name!r} must be bool [{n}], got {mask.dtype} {mask.shape}")
+        groups[str(name)] = mask
+    return signal, keep, labels, targets, groups
+
+
+_MODE_REQUIREMENTS = {"online": (1, 1), "offline": (0, 1), "none": (0, 0)}
+
+
+def _requirements(fn, need_in, need_out, default):
+    """(min IN, min OUT) references per sample: explicit values win, then ``fn.mode``."""
+    mode_req = _MODE_REQUIREMENTS.get(getattr(fn, "mode", None), default)
+    need_in = mode_req[0] if need_in is None else int(need_in)
+    need_out = mode_req[1] if need_out is None else int(need_out)
+    if need_in < 0 or need_out < 0:
+        raise ConfigError(f"min IN/OUT references must be >= 0, got {need_in}, {need_out}")
+    return need_in, need_out
+
+
+def shadow_budget_curve(attack_fn: AttackFn, signal: np.ndarray, keep: np.ndarray,
+                        labels: np.ndarray, *, targets: Sequence[int],
+                        sample_groups: Mapping[str, np.ndarray],
+                        sizes: Iterable[int] = DEFAULT_SIZES, repeats: int = 3, seed: int = 0,
+                        fprs: Sequence[float] = (1e-3,), attack_params: Mapping | None = None,
+                        min_in: int | None = None, min_out: int | None = None,
+                        fallback_fn: AttackFn | None = None,
+                        fallback_params: Mapping | None = None,
+                        fallback_min_in: int | None = None, fallback_min_out: int | None = None,
+                        n_boot: int = 1000, confidence: float = 0.95) -> list[dict]:
+    """Attack success as a function of the number R of reference (shadow) models.
+
+    For each R in ``sizes`` and each of ``repeats`` draws, R reference models are drawn at random
+    (seeded) from the non-target models; draws are *nested* (the first R of one random permutation
+    per repeat, so R=4 extends R=2 — common random numbers make the curve smoother). Every model in
+    ``targets`` is scored with ``attack_fn(signal[t], signal[refs], keep[refs], labels=labels,
+    **attack_params)`` and AUC and strict TPR@FPR are computed separately for each sample group
+    (``sample_groups``: name -> bool[n], e.g. ``{"high_mem": mem > 0.8, "random": rand_mask}``),
+    with the target's ``keep`` row as ground truth.
+
+    Requirements per sample: the attack needs at least ``min_in`` IN and ``min_out`` OUT
+    references per sample (online LiRA: 1 and 1; offline attacks: 0 and 1; global attacks: 0, 0).
+    Left as None, they follow the attack's ``mode`` attribute when it has one (an ``AttackSpec``
+    of ``privaudit.attacks.registry``: "online" -> 1, 1; "offline" -> 0, 1; "none" -> 0, 0),
+    else 1, 1 for the attack and 0, 1 for the fallback.
+    In a draw, samples below that are left out of the metrics (independent of the target's
+    membership, so this does not bias them; the mean left-out fraction is reported). NaN scores
+    are left out too. If R < min_in + min_out, ``fallback_fn`` (e.g. the offline/global variant,
+    with its own ``fallback_min_in/out``) is used when given; otherwise the size is skipped with
+    a reason.
+
+    Returns one dict per (R, group)::
+
+        {"n_models": R, "group": name, "group_size": int, "attack": "primary"|"fallback"|None,
+         "skipped": None | reason, "n_evals": repeats * len(targets),
+         "excluded_frac": mean fraction of the group left out,
+         "auc_mean", "auc_std", "auc_ci_low", "auc_ci_high", "auc_values": [...],
+         "tpr@0.001_mean", ... (same five keys per FPR)}
+
+    ``*_ci_*`` is a percentile bootstrap interval (``n_boot`` resamples) of the mean over the
+    repeats x targets evaluations; ``*_std`` their standard deviation (ddof=0).
+    """
+    signal, keep, labels, targets, groups = _check_inputs(signal, keep, labels, targets,
+                                                          sample_groups)
+    min_in, min_out = _requirements(attack_fn, min_in, min_out, (1, 1))
+    fallback_min_in, fallback_min_out = _requirements(fallback_fn, fallback_min_in,
+                                                      fallback_min_out, (0, 1))
+    sizes = sorted({int(r) for r in sizes})
+    if not sizes or sizes[0] < 0:
+        raise ConfigError(f"sizes must be non-negative integers, got {sizes}")
+    if repeats < 1:
+        raise ConfigError(f"repeats must be >= 1, got {repeats}")
+    fprs = [float(f) for f in fprs]
+    if any(not 0.0 <= f <= 1.0 for f in fprs):
+        raise ConfigError(f"fprs must lie in [0, 1], got {fprs}")
+    attack_params = dict(attack_params or {})
+    fallback_params = dict(fallback_params or {})
+    metrics = ["auc"] + [metric_name(f) for f in fprs]
+
+    m, n = keep.shape
+    pool = np.setdiff1d(np.arange(m), np.asarray(targets))
+    rng = np.random.default_rng(seed)
+    perms = [rng.permutation(pool) for _ in range(repeats)]
+    boot_rng = np.random.default_rng([seed, 1])
+
+    rows: list[dict] = []
+    for r in sizes:
+        base = {"n_models": r, "n_evals": repeats * len(targets)}
+        reason = None
+        fn, params, need_in, need_out, which = attack_fn, attack_params, min_in, min_out, "primary"
+        if r > pool.size:
+            reason = f"R={r} exceeds the {pool.size} non-target models in the population"
+        elif r < min_in + min_out:
+            if fallback_fn is not None and r >= fallback_min_in + fallback_min_out:
+                fn, params, need_in, need_out = (fallback_fn, fallback_params, fallback_min_in,
+                                                 fallback_min_out)
+                which = "fallback"
+            else:
+                reason = (f"R={r} < {min_in} IN + {min_out} OUT references needed per sample by "
+                          "the attack, and no usable fallback_fn was given")
+        if reason is not None:
+            for name, mask in groups.items():
+                rows.append({**base, "group": name, "group_size": int(mask.sum()), "attack": None,
+                             "skipped": reason})
+            continue
+
+        values = {name: {k: [] for k in metrics} for name in groups}
+        excluded = {name: [] for name in groups}
+        for perm in perms:
+            refs = np.sort(perm[:r])
+            ref_sig, ref_keep = signal[refs], keep[refs]
+            n_in = ref_keep.sum(axis=0)
+            eligible = (n_in >= need_in) & ((r - n_in) >= need_out)
+            for t in targets:
+                scores = np.asarray(fn(signal[t], ref_sig, ref_keep, labels=labels, **params),
+                                    dtype=np.float64)
+                if scores.shape != (n,):
+                    raise SignalError(f"attack returned shape {scores.shape}, expected ({n},)")
+                usable = eligible & ~np.isnan(scores)
+                for name, mask in groups.items():
+                    sel = mask & usable
+                    y, s = keep[t, sel], scores[sel]
+                    values[name]["auc"].append(_auc(y, s))
+                    for f in fprs:
+                        values[name][metric_name(f)].append(_tpr_at_fpr(y, s, f))
+                    excluded[name].append(1.0 - sel.sum() / max(int(mask.sum()), 1))
+        for name, mask in groups.items():
+            row = {**base, "group": name, "group_size": int(mask.sum()), "attack": which,
+                   "skipped": None, "excluded_frac": float(np.mean(excluded[name]))}
+            for k in metrics:
+                v = np.asarray(values[name][k], dtype=np.float64)
+                ok = v[np.isfinite(v)]
+                lo, hi = _bootstrap_mean_ci(ok, n_boot, confidence, boot_rng)
+                row[f"{k}_mean"] = float(ok.mean()) if ok.size else float("nan")
+                row[f"{k}_std"] = float(ok.std()) if ok.size else float("nan")
+                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
+                row[f"{k}_values"] = v.tolist()
+            rows.append(row)
+    return rows
+
+
+def _group_rows(curve: Sequence[dict], group: str | None) -> list[dict]:
+    names = sorted({row["group"] for row in curve})
+    if group is None:
+        if len(names) > 1:
+            raise ConfigError(f"curve has several groups {names}; pass group=")
+        return list(curve)
+    if group not in names:
+        raise ConfigError(f"group {group!r} not in curve (groups: {names})")
+    return [row for row in curve if row["group"] == group]
+
+
+def models_to_reach(curve: Sequence[dict], metric: str, level: float, *,
+                    group: str | None = None) -> int | None:
+    """Smallest number of reference models R whose *mean* ``metric`` (``"auc"``, ``"tpr@0.001"``,
+    ...) is >= ``level`` in ``curve`` (rows of :func:`shadow_budget_curve`, restricted to
+    ``group``). None if no evaluated size reaches it. Skipped sizes never count."""
+    best = None
+    for row in _group_rows(curve, group):
+        if row.get("skipped"):
+            continue
+        key = f"{metric}_mean"
+        if key not in row:
+            raise ConfigError(f"metric {metric!r} not in curve rows")
+        v = row[key]
+        if v is not None and np.isfinite(v) and v >= level:
+            r = int(row["n_models"])
+            best = r if best is None else min(best, r)
+    return best
+
+
+def reduction_factor(curve: Sequence[dict], group_a: str, group_b: str, metric: str,
+                     level: float, *, censored: str = "inf") -> float:
+    """How many times fewer reference models ``group_a`` needs than ``group_b`` to reach
+    ``level``: ``models_to_reach(group_b) / models_to_reach(group_a)`` (Choi et al.: 5 vs 2000 ->
+    400x for highly memorized vs random samples).
+
+    NaN if group_a never reaches the level. If only group_b never reaches it, the factor is
+    censored: ``censored="inf"`` returns inf, ``"lower_bound"`` returns max evaluated R of
+    group_b / R_a (a lower bound on the true factor).
+    """
+    if censored not in ("inf", "lower_bound"):
+        raise ConfigError(f"censored must be 'inf' or 'lower_bound', got {censored!r}")
+    ra = models_to_reach(curve, metric, level, group=group_a)
+    rb = models_to_reach(curve, metric, level, group=group_b)
+    if ra is None:
+        return float("nan")
+    if rb is None:
+        if censored == "inf":
+            return math.inf
+        evaluated = [row["n_models"] for row in _group_rows(curve, group_b) if not row.get("skipped")]
+        return max(evaluated) / ra if evaluated else float("nan")
+    return rb / ra
+
+
+# --------------------------------------------------------------------------------------------
+# the theoretical prediction (RECONSTRUCTED)
+# --------------------------------------------------------------------------------------------
+
+def hellinger_budget(mu_in, sd_in, mu_out, sd_out) -> np.ndarray:
+    """Squared Hellinger distance H^2 = 1/2 int (sqrt p - sqrt q)^2 between N(mu_in, sd_in^2) and
+    N(mu_out, sd_out^2), per sample (broadcasting), closed form
+
+        H^2 = 1 - sqrt(2 s1 s2 / (s1^2 + s2^2)) * exp(-(m1 - m2)^2 / (4 (s1^2 + s2^2))).
+
+    Degenerate cases: both sds 0 -> 0 if the means agree else 1. Choi et al. §5.1 Scenario 2
+    (seed math stripped; RECONSTRUCTED, spec §6.2): by Thm 1 the MI advantage is >= H^2, and by
+    Lemma 2 distinguishing needs Theta(1/H^2) shadow models."""
+    m1, s1, m2, s2 = (np.asarray(v, dtype=np.float64) for v in (mu_in, sd_in, mu_out, sd_out))
+    if (np.nan_to_num(s1) < 0).any() or (np.nan_to_num(s2) < 0).any():
+        raise SignalError("standard deviations must be non-negative")
+    ss = s1 * s1 + s2 * s2
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        bc = np.sqrt(2.0 * s1 * s2 / ss) * np.exp(-((m1 - m2) ** 2) / (4.0 * ss))
+    both_zero = (s1 == 0) & (s2 == 0)
+    bc = np.where(both_zero, (m1 == m2).astype(np.float64), bc)
+    h2 = np.clip(1.0 - bc, 0.0, 1.0)
+    return np.where(np.isnan(m1 + m2 + s1 + s2), np.nan, h2)
+
+
+def hellinger_from_signal(signal: np.ndarray, keep: np.ndarray, *,
+                          combine: str = "mean") -> np.ndarray:
+    """Per-sample H^2 between the IN and OUT Gaussian fits of ``signal`` [M, n, A] (or [M, n])
+    over the population ``keep``. With A > 1 queries, ``combine="mean"`` averages the per-query
+    H^2; ``"diag"`` treats the queries as an independent (diagonal-covariance) Gaussian, whose
+    Bhattacharyya coefficients multiply: H^2 = 1 - prod_a (1 - H^2_a) (overstates H^2 when the
+    queries are correlated, as augmentations are)."""
+    g = in_out_gaussian_params(signal, keep)
+    h2 = hellinger_budget(g.mu_in, g.sd_in, g.mu_out, g.sd_out)       # [n, A]
+    if combine == "mean":
+        return h2.mean(axis=1)
+    if combine == "diag":
+        return 1.0 - np.prod(1.0 - h2, axis=1)
+    raise ConfigError(f"combine must be 'mean' or 'diag', got {combine!r}")
+
+
+def bound_curve(h2_or_mem: np.ndarray, sizes: Iterable[int] = DEFAULT_SIZES, const: float = 1.0,
+                *, kind: str = "h2") -> dict:
+    """Predicted number of shadow models per sample and the fraction of samples "reachable" with
+    each budget R in ``sizes``.
+
+    * ``kind="h2"``: N_i = const / H^2_i (Choi et al. Lemma 2: optimal sample complexity
+      Theta(1/H^2(P_in, P_out))).
+    * ``kind="mem"``: N_i = 2 const / mem_i^2 (Corollary 1, N = O(1/mem^2): Feldman's
+      mem = TV and H^2 >= TV^2 / 2 = mem^2 / 2, so const / H^2 <= 2 const / mem^2; same
+      convention as ``privaudit.analysis.theory.shadow_models_needed``).
+
+    RECONSTRUCTED: the seed's formulas were stripped; these are rebuilt from its prose plus
+    standard lemmas (spec §6.2). Only the 1/H^2 (1/mem^2) *scaling* is claimed; ``const`` is
+    unknown and must be calibrated (e.g. on an empirical :func:`shadow_budget_curve`).
+    H^2 or mem <= 0 gives N = inf; NaN stays NaN (and is ignored in the fractions).
+
+    Returns {"kind", "const", "n_required": float[n], "median_required", "sizes": [...],
+    "frac_reachable": [...], "reconstructed": True}.
+    """
+    if kind not in ("h2", "mem"):
+        raise ConfigError(f"kind must be 'h2' or 'mem', got {kind!r}")
+    if not const > 0:
+        raise ConfigError(f"const must be positive, got {const}")
+    x = np.asarray(h2_or_mem, dtype=np.float64)
+    denom = x if kind == "h2" else np.where(x > 0, x, 0.0) ** 2 / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_req = np.where(denom > 0, const / np.where(denom > 0, denom, 1.0), np.inf)
+    n_req = np.where(np.isnan(x), np.nan, n_req)
+    ok = ~np.isnan(n_req)
+    sizes = [int(r) for r in sizes]
+    frac = [float((n_req[ok] <= r).mean()) if ok.any() else float("nan") for r in sizes]
+    return {"kind": kind, "const": float(const), "n_required": n_req,
+            "median_required": float(np.median(n_req[ok])) if ok.any() else float("nan"),
+            "sizes": sizes, "frac_reachable": frac, "reconstructed": True}
