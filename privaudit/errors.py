@@ -15,3 +15,7 @@ class ConfigError(PrivauditError):
 
 class SignalError(PrivauditError):
     """Signal arrays have inconsistent shapes or contain NaN/inf."""
+
+
+class TrainingError(PrivauditError):
+    """Training failed (e.g. the loss diverged to NaN)."""

@@ -248,7 +248,16 @@ def _fast_metric(metric) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | Non
 
 def bootstrap_ci(metric, y_true, score, *, n_boot: int = 200, level: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``metric(y_true, score)`` (Efron & Tibshirani 1993, §13.3).
+    """Percentile bootstrap CI of ``metric(y_true, score)`` (Efron & Tibshirani 1993, §13.3);
+    the resampled values come from :func:`bootstrap_values`."""
+    lvl = _check_alpha(level, "level")
+    values = bootstrap_values(metric, y_true, score, n_boot=n_boot, seed=seed)
+    lo, hi = np.nanquantile(values, [(1.0 - lvl) / 2.0, 1.0 - (1.0 - lvl) / 2.0])
+    return float(lo), float(hi)
+
+
+def bootstrap_values(metric, y_true, score, *, n_boot: int = 200, seed: int = 0) -> np.ndarray:
+    """``metric`` on ``n_boot`` bootstrap resamples of ``(y_true, score)``: ``float[n_boot]``.
 
     Positives and negatives are resampled separately with replacement (stratified, so no
     resample has an empty class; jax_privacy ``BootstrapParams`` convention). ``metric`` is a
@@ -262,7 +271,6 @@ def bootstrap_ci(metric, y_true, score, *, n_boot: int = 200, level: float = 0.9
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot}")
     n_boot = int(n_boot)
-    lvl = _check_alpha(level, "level")
     fast = _fast_metric(metric)
     if fast is None and not callable(metric):
         raise ValueError(f"metric must be callable or a metric name, got {metric!r}")
@@ -302,8 +310,7 @@ def bootstrap_ci(metric, y_true, score, *, n_boot: int = 200, level: float = 0.9
         tp = np.concatenate([np.zeros((b, 1)), cpc[:, k_pos]], axis=1)
         fp = np.concatenate([np.zeros((b, 1)), cnc[:, k_neg]], axis=1)
         values[start:start + b] = fast(fp / n_neg, tp / n_pos)
-    lo, hi = np.nanquantile(values, [(1.0 - lvl) / 2.0, 1.0 - (1.0 - lvl) / 2.0])
-    return float(lo), float(hi)
+    return values
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""Leave-one-model-out evaluation (Carlini et al. 2022, ``plot.py``): each of T target models is
+attacked with an attack fitted on the *other* models only — the target's own row never fits the
+attack — and every sample of the pool is scored, labelled by ``keep[target]``.
+
+Metrics per target, their mean ± std over targets, and a bootstrap confidence interval of that mean
+(samples resampled jointly across targets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable
+
+import numpy as np
+
+from privaudit.attacks.registry import AttackSpec, run_attack
+from privaudit.errors import SignalError
+from privaudit.evaluation import metrics
+
+
+@dataclass
+class AttackResult:
+    name: str
+    signal: str
+    targets: list[int]
+    scores: np.ndarray                    # float[T, n], higher = member
+    per_target: list[dict[str, float]]
+    summary: dict[str, dict[str, float]]  # metric -> {mean, std, lo, hi}
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "signal": self.signal, "targets": self.targets, "params": self.params,
+                "per_target": self.per_target, "summary": self.summary}
+
+
+def score_targets(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labels: np.ndarray,
+                  targets: list[int], **params: Any) -> np.ndarray:
+    """Scores ``float[T, n]``: target t attacked with references = every other model."""
+    if signal.shape[:2] != keep.shape:
+        raise SignalError(f"signal {signal.shape} does not match keep {keep.shape} on [models, samples]")
+    out = []
+    for t in targets:
+        ref = np.delete(np.arange(len(keep)), t)
+        out.append(run_attack(spec, signal[t], signal[ref], keep[ref], labels, **params))
+    return np.stack(out)
+
+
+def metric_names(fprs: tuple[float, ...]) -> list[str]:
+    return ["auc", "balanced_accuracy"] + [f"tpr@{a:g}" for a in fprs]
+
+
+def target_metrics(y_true: np.ndarray, score: np.ndarray, fprs: tuple[float, ...], mode: str) -> dict[str, float]:
+    out = {"auc": metrics.auc(y_true, score), "balanced_accuracy": metrics.balanced_accuracy(y_true, score)}
+    for a in fprs:
+        out[f"tpr@{a:g}"] = metrics.tpr_at_fpr(y_true, score, a, mode=mode)
+    return out
+
+
+def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float, ...], mode: str = "strict",
+              n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[list[dict], dict]:
+    """Per-target metrics and, per metric, mean, std over targets and a bootstrap CI of the mean
+    (each target's samples resampled, members and non-members separately; the CI is the percentile
+    interval of the mean over targets of the resampled values)."""
+    per_target = [target_metrics(keep_targets[i], scores[i], fprs, mode) for i in range(len(scores))]
+    names = metric_names(fprs)
+    summary = {m: {"mean": float(np.mean([p[m] for p in per_target])),
+                   "std": float(np.std([p[m] for p in per_target]))} for m in names}
+    if n_boot:
+        tail = (1 - level) / 2
+        for m in names:
+            fn = partial(metrics.tpr_at_fpr, alpha=float(m[4:]), mode=mode) if m.startswith("tpr@") else m
+            reps = np.mean([metrics.bootstrap_values(fn, keep_targets[i], scores[i], n_boot=n_boot, seed=seed + i)
+                            for i in range(len(scores))], axis=0)
+            summary[m]["lo"], summary[m]["hi"] = (float(v) for v in np.nanquantile(reps, [tail, 1 - tail]))
+    n_neg = int((~keep_targets).sum(axis=1).min())
+    summary["n_negatives_per_target"] = {"mean": float(n_neg), "std": 0.0}
+    return per_target, summary
+
+
+def evaluate_attack(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labels: np.ndarray,
+                    targets: list[int], *, fprs: tuple[float, ...], mode: str = "strict", n_boot: int = 200,
+                    seed: int = 0, name: str | None = None, **params: Any) -> AttackResult:
+    scores = score_targets(spec, signal, keep, labels, targets, **params)
+    per_target, summary = summarize(scores, keep[targets], fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
+    return AttackResult(name or spec.name, spec.signal, list(targets), scores, per_target, summary, params)
+
+
+SignalSource = Callable[[str], np.ndarray]

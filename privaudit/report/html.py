@@ -1,0 +1,82 @@
+"""A self-contained HTML report (plots embedded as base64 PNG, no external assets)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
+
+
+def _fmt(stat: dict[str, float], percent: bool) -> str:
+    f = 100.0 if percent else 1.0
+    out = f"{stat['mean'] * f:.2f} ± {stat['std'] * f:.2f}"
+    if "lo" in stat:
+        out += f" <small>[{stat['lo'] * f:.2f}, {stat['hi'] * f:.2f}]</small>"
+    return out
+
+
+def metrics_html(document: dict[str, Any]) -> str:
+    attacks = document["attacks"]
+    first = next(iter(attacks.values()))["summary"]
+    tprs = [k for k in first if k.startswith("tpr@")]
+    head = "".join(f"<th>TPR % @ {float(k[4:]) * 100:g}% FPR</th>" for k in tprs)
+    rows = []
+    for name, res in attacks.items():
+        s = res["summary"]
+        cells = "".join(f"<td>{_fmt(s[k], True)}</td>" for k in tprs)
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(s['auc'], False)}</td>"
+                    f"<td>{_fmt(s['balanced_accuracy'], False)}</td>{cells}</tr>")
+    return (f"<table><tr><th>attack</th><th>AUC</th><th>balanced acc.</th>{head}</tr>{''.join(rows)}</table>"
+            f"<p class=note>mean ± std over {len(document['targets'])} target models [95% bootstrap interval]. "
+            f"TPR convention: {html.escape(document['tpr_at_fpr'])}. {html.escape(document['protocol'])}.</p>")
+
+
+def sample_grid(x: np.ndarray, idx: np.ndarray, captions: list[str], mean, std) -> str:
+    """Thumbnails of image samples ``x[idx]`` (undoing the normalisation) as one embedded PNG."""
+    if x.ndim != 4 or len(idx) == 0:
+        return ""
+    n = len(idx)
+    cols = min(n, 10)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    m = np.asarray(mean if mean is not None else [0.0] * x.shape[1]).reshape(-1, 1, 1)
+    s = np.asarray(std if std is not None else [1.0] * x.shape[1]).reshape(-1, 1, 1)
+    for ax, i, cap in zip(axes.ravel(), idx, captions):
+        img = np.clip(x[i] * s + m, 0, 1).transpose(1, 2, 0)
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        ax.set_title(cap, fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def write_report(path: Path, *, title: str, sections: list[tuple[str, str]]) -> Path:
+    """``sections``: (heading, HTML body) pairs."""
+    body = "".join(f"<h2>{html.escape(h)}</h2>{b}" for h, b in sections)
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;font-size:14px}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}.note{{color:#555;font-size:13px}}</style></head>
+<body><h1>{html.escape(title)}</h1>{body}</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(doc)
+    tmp.replace(path)
+    return path

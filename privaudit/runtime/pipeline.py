@@ -1,0 +1,322 @@
+"""The audit pipeline, one function per stage; each stage reads the previous stage's artifacts from
+the run directory and skips work whose artifact already exists (resume after any interruption).
+
+prepare -> train -> signals -> evaluate -> report
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from privaudit.config import RunConfig, dump_config, parse_config
+from privaudit.data.datasets import load_dataset
+from privaudit.data.membership import check_keep, make_keep
+from privaudit.errors import ConfigError
+from privaudit.models.architectures import ArchSpec
+from privaudit.models.group import group_from_state
+from privaudit.runtime.executor import run_tasks
+from privaudit.runtime.store import RunStore
+from privaudit.signals.query import query_logits
+from privaudit.training.augment import query_grid
+from privaudit.training.recipe import Recipe
+from privaudit.training.trainer import choose_backend, steps_per_epoch, train_group
+
+console = Console(stderr=True)
+
+
+# -- configuration pieces ------------------------------------------------------------------------
+def arch_spec(cfg: RunConfig) -> ArchSpec:
+    m = cfg.model
+    return ArchSpec(kind=m.arch, hidden=tuple(m.hidden), width=m.width, depth=m.depth, activation=m.activation)
+
+
+def recipe(cfg: RunConfig) -> Recipe:
+    t = cfg.training
+    return Recipe(epochs=t.epochs, batch_size=t.batch_size, optimizer=t.optimizer, lr=t.lr,
+                  momentum=t.momentum, weight_decay=t.weight_decay, schedule=t.schedule,
+                  milestones=tuple(t.milestones), gamma=t.gamma, mirror=t.mirror, shift=t.shift,
+                  checkpoints=tuple(t.checkpoints))
+
+
+def groups(cfg: RunConfig) -> list[list[int]]:
+    """Model ids split into groups of ``models_per_group`` (the last one may be smaller)."""
+    m, k = cfg.population.n_models, cfg.population.models_per_group
+    return [list(range(s, min(s + k, m))) for s in range(0, m, k)]
+
+
+def signal_epochs(cfg: RunConfig) -> list[int]:
+    return sorted(set(cfg.training.checkpoints) | {cfg.training.epochs})
+
+
+def queries(cfg: RunConfig) -> list[tuple[bool, int, int]]:
+    q = cfg.queries
+    return query_grid(mirror=q.mirror, shift=q.shift, stride=q.stride)
+
+
+def read_config(store: RunStore) -> RunConfig:
+    path = store.path("config.yaml")
+    if not path.exists():
+        raise ConfigError(f"{store.root} is not a privaudit run directory (no config.yaml)")
+    return parse_config(yaml.safe_load(path.read_text()), str(path))
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Any]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+# -- stages --------------------------------------------------------------------------------------
+def prepare(cfg: RunConfig, store: RunStore) -> None:
+    """Write the resolved config, the pool (``data/x.npy``, ``data/y.npy``) and ``keep.npy``."""
+    existing = store.path("config.yaml")
+    if existing.exists():
+        old = read_config(store)
+        changed = [k for k, v in cfg.training_fields().items() if old.training_fields()[k] != v]
+        if changed:
+            raise ConfigError(f"{store.root} holds a run with different {', '.join(changed)} settings; "
+                              f"choose another name/--out, or delete the directory")
+    store.save_text("config.yaml", dump_config(cfg))
+    if not store.path("data", "y.npy").exists():
+        d = cfg.data
+        ds = load_dataset(d.name, root=d.root, split=d.split, n=d.n, seed=cfg.seed, download=d.download)
+        store.save_npy("data/x.npy", np.ascontiguousarray(ds.x, dtype=np.float32))
+        store.save_npy("data/y.npy", ds.y.astype(np.int64))
+        store.save_json("data/info.json", {"name": ds.name, "n_classes": ds.n_classes, "n": len(ds.y),
+                                           "input_shape": list(ds.x.shape[1:]), "mean": ds.mean, "std": ds.std})
+    n = len(store.load_npy("data/y.npy", mmap=True))
+    keep = make_keep(cfg.population.n_models, n, pkeep=cfg.population.pkeep,
+                     design=cfg.population.design, seed=cfg.seed)
+    if store.path("keep.npy").exists() and not np.array_equal(store.load_npy("keep.npy"), keep):
+        raise ConfigError(f"{store.root}/keep.npy differs from the design this config produces")
+    store.save_npy("keep.npy", keep)
+    store.mark("prepare", n_samples=n, n_models=cfg.population.n_models)
+
+
+def load_pool(store: RunStore) -> tuple[torch.Tensor, torch.Tensor, int]:
+    x = torch.from_numpy(np.array(store.load_npy("data/x.npy", mmap=True)))
+    y = torch.from_numpy(np.array(store.load_npy("data/y.npy", mmap=True)))
+    return x, y, int(store.load_json("data/info.json")["n_classes"])
+
+
+def train_group_task(run_dir: str, group: int, model_ids: list[int], on_progress) -> str:
+    """Train one group and write ``models/group_GGG.pt`` (+ checkpoint files); returns its path."""
+    store = RunStore(run_dir)
+    cfg = read_config(store)
+    x, y, n_classes = load_pool(store)
+    keep = store.load_npy("keep.npy")
+    save_ckpt = lambda epoch, state: store.save_torch(store.group_file(group, epoch),
+                                                      {"model_ids": model_ids, "epoch": epoch, "state": state})
+    trained = train_group(x, y, keep, model_ids, spec=arch_spec(cfg), recipe=recipe(cfg), n_classes=n_classes,
+                          root_seed=cfg.seed, steps=steps_per_epoch(keep, cfg.training.batch_size),
+                          backend=cfg.training.backend, on_checkpoint=save_ckpt, on_progress=on_progress)
+    path = store.save_torch(store.group_file(group), {"model_ids": model_ids, "epoch": cfg.training.epochs,
+                                                      "state": trained.state()})
+    return str(path)
+
+
+def train(cfg: RunConfig, store: RunStore) -> None:
+    keep = check_keep(store.load_npy("keep.npy"), len(store.load_npy("data/y.npy", mmap=True)))
+    todo = [(g, ids) for g, ids in enumerate(groups(cfg)) if not _group_done(cfg, store, g)]
+    if todo:
+        steps = steps_per_epoch(keep, cfg.training.batch_size) * cfg.training.epochs
+        backend = choose_backend(arch_spec(cfg), cfg.training.backend)
+        n_models = sum(len(ids) for _, ids in todo)
+        with progress_bar(f"train {n_models} models ({backend})", n_models * steps) as advance:
+            tasks = [{"run_dir": str(store.root), "group": g, "model_ids": ids} for g, ids in todo]
+            run_tasks(train_group_task, tasks, workers=cfg.training.workers, advance=advance)
+    store.mark("train", groups=len(groups(cfg)))
+
+
+def _group_done(cfg: RunConfig, store: RunStore, g: int) -> bool:
+    files = [store.group_file(g)] + [store.group_file(g, e) for e in cfg.training.checkpoints
+                                     if e != cfg.training.epochs]
+    return all(f.exists() for f in files)
+
+
+def load_group(cfg: RunConfig, store: RunStore, g: int, epoch: int | None = None):
+    """The trained group ``g`` (at checkpoint ``epoch``; the final models by default)."""
+    final = epoch is None or epoch == cfg.training.epochs
+    blob = store.load_torch(store.group_file(g, None if final else epoch))
+    info = store.load_json("data/info.json")
+    backend = choose_backend(arch_spec(cfg), cfg.training.backend)
+    return group_from_state(arch_spec(cfg), tuple(info["input_shape"]), info["n_classes"], blob["state"], backend)
+
+
+def signals_group_task(run_dir: str, group: int, epoch: int, on_progress) -> str:
+    store = RunStore(run_dir)
+    cfg = read_config(store)
+    x, _, _ = load_pool(store)
+    logits = query_logits(load_group(cfg, store, group, epoch), x, queries(cfg))
+    on_progress(logits.shape[0])
+    return str(store.save_npy(store.signal_file("logits", epoch, group), logits))
+
+
+def compute_signals(cfg: RunConfig, store: RunStore) -> None:
+    """Logits of every model on every sample and query, per checkpoint: ``logits.npy [M, n, A, C]``."""
+    for epoch in signal_epochs(cfg):
+        final = store.signal_file("logits", epoch)
+        if final.exists():
+            continue
+        todo = [g for g in range(len(groups(cfg))) if not store.signal_file("logits", epoch, g).exists()]
+        if todo:
+            with progress_bar(f"query models (epoch {epoch}, {len(queries(cfg))} queries)",
+                              sum(len(groups(cfg)[g]) for g in todo)) as advance:
+                tasks = [{"run_dir": str(store.root), "group": g, "epoch": epoch} for g in todo]
+                run_tasks(signals_group_task, tasks, workers=cfg.training.workers, advance=advance)
+        parts = [store.load_npy(store.signal_file("logits", epoch, g)) for g in range(len(groups(cfg)))]
+        store.save_npy(final, np.concatenate(parts))
+        for g in range(len(groups(cfg))):
+            store.signal_file("logits", epoch, g).unlink()
+    store.mark("signals", epochs=signal_epochs(cfg), queries=len(queries(cfg)))
+
+
+def load_logits(store: RunStore, epoch: int) -> np.ndarray:
+    return store.load_npy(store.signal_file("logits", epoch), mmap=True)
+
+
+def run_dir_for(cfg: RunConfig) -> Path:
+    return cfg.run_dir
+
+
+# -- attacks and evaluation ----------------------------------------------------------------------
+TPR_CONVENTION = {"strict": "TPR at the largest threshold whose FPR <= alpha (no interpolation)",
+                  "interp": "TPR linearly interpolated at FPR = alpha"}
+
+
+def load_signal(store: RunStore, name: str, epoch: int, labels: np.ndarray, cache: dict) -> np.ndarray:
+    """A named signal ``[M, n, A(, C)]``: derived from stored logits, or the stored curvature."""
+    from privaudit.signals.transforms import derive
+
+    if (name, epoch) not in cache:
+        if name == "curvature":
+            cache[name, epoch] = np.array(store.load_npy(store.signal_file("curvature", epoch)))
+        else:
+            cache[name, epoch] = derive(name, np.asarray(load_logits(store, epoch)), labels)
+    return cache[name, epoch]
+
+
+def evaluate(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: int | None = None,
+             save: bool = True) -> dict[str, Any]:
+    """Run every configured attack leave-one-model-out; write ``results/metrics.json`` and scores."""
+    from privaudit.attacks.registry import get_attack
+    from privaudit.evaluation.protocol import evaluate_attack
+
+    epoch = epoch or cfg.training.epochs
+    ev = cfg.evaluation
+    keep = store.load_npy("keep.npy")
+    labels = store.load_npy("data/y.npy")
+    targets = list(range(ev.targets))
+    cache: dict = {}
+    results = {}
+    for a in attacks if attacks is not None else cfg.attacks:
+        spec = get_attack(a.name)
+        signal_name = a.signal or spec.signal
+        label = a.label or (a.name if not a.signal else f"{a.name}[{a.signal}]")
+        signal = load_signal(store, signal_name, epoch, labels, cache)
+        res = evaluate_attack(spec, signal, keep, labels, targets, fprs=tuple(ev.fprs), mode=ev.tpr_mode,
+                              n_boot=ev.bootstrap, seed=ev.seed, name=label, **dict(a.params))
+        res.signal = signal_name
+        results[label] = res
+        if save:
+            store.save_npy(f"results/epoch_{epoch:04d}/scores_{label}.npy", res.scores.astype(np.float32))
+    if save:
+        store.save_json(f"results/epoch_{epoch:04d}/metrics.json", metrics_document(cfg, results, epoch))
+        if epoch == cfg.training.epochs:
+            store.save_json("results/metrics.json", metrics_document(cfg, results, epoch))
+    return results
+
+
+def metrics_document(cfg: RunConfig, results: dict, epoch: int) -> dict[str, Any]:
+    ev = cfg.evaluation
+    return {"run": cfg.name, "epoch": epoch, "n_models": cfg.population.n_models,
+            "targets": list(range(ev.targets)), "protocol": "leave-one-model-out: each target's attack is "
+            "fitted on the other models only", "tpr_at_fpr": TPR_CONVENTION[ev.tpr_mode],
+            "balanced_accuracy": "max over thresholds of 1 - (FPR + FNR) / 2",
+            "intervals": f"{ev.bootstrap} bootstrap resamples of the samples, 95% percentile interval of the "
+                         "mean over targets", "attacks": {k: r.to_dict() for k, r in results.items()}}
+
+
+# -- report --------------------------------------------------------------------------------------
+def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int) -> Path:
+    """Plots (``results/*.png``) and the self-contained ``report/index.html``."""
+    from privaudit.analysis.memorization import privacy_score
+    from privaudit.report import html as rh
+    from privaudit.report.plots import histograms, roc_loglog
+
+    keep = store.load_npy("keep.npy")
+    targets = list(range(cfg.evaluation.targets))
+    folder = f"results/epoch_{epoch:04d}"
+    roc_png = roc_loglog({k: (r.scores, keep[targets]) for k, r in results.items()},
+                         store.path(folder, "roc.png"), title=f"{cfg.name}: ROC, mean over {len(targets)} targets")
+    hist_png = histograms({k: (r.scores[0], keep[0]) for k, r in results.items()},
+                          store.path(folder, "score_histograms.png"), title="target model 0")
+    sections = [("Attacks", rh.metrics_html(metrics_document(cfg, results, epoch))),
+                ("ROC (log-log)", rh._img(roc_png)), ("Score distributions", rh._img(hist_png))]
+    labels = store.load_npy("data/y.npy")
+    phi = load_signal(store, "phi", epoch, labels, {})
+    risk = privacy_score(phi, keep)
+    store.save_npy(f"{folder}/privacy_score.npy", risk.astype(np.float32))
+    top = np.argsort(-np.nan_to_num(risk, nan=-np.inf))[:20]
+    info = store.load_json("data/info.json")
+    grid = rh.sample_grid(np.asarray(store.load_npy("data/x.npy", mmap=True)), top,
+                          [f"#{i} y={labels[i]} d={risk[i]:.1f}" for i in top], info.get("mean"), info.get("std"))
+    rows = "".join(f"<tr><td>{i}</td><td>{labels[i]}</td><td>{risk[i]:.2f}</td></tr>" for i in top)
+    sections.append(("Most vulnerable samples", "<p class=note>per-sample privacy score d(x) = |mu_in - mu_out| "
+                     "/ (sigma_in + sigma_out) of phi over all models (Carlini et al. 2022, Sec. VII-B); full "
+                     f"array in {folder}/privacy_score.npy</p>" + grid +
+                     f"<table><tr><th>sample</th><th>label</th><th>d(x)</th></tr>{rows}</table>"))
+    if store.signal_file("curvature", epoch).exists():
+        curv = store.load_npy(store.signal_file("curvature", epoch)).mean(axis=-1)
+        png = histograms({"all models": (curv.ravel(), keep.ravel()), "target model 0": (curv[0], keep[0])},
+                         store.path(folder, "curvature_histogram.png"), xlabel="curvature", log_x=True,
+                         title="input loss curvature: members (train) vs non-members (test)")
+        medians = f"median curvature: members {np.median(curv[keep]):.3g}, non-members {np.median(curv[~keep]):.3g}"
+        sections.append(("Input loss curvature", rh._img(png) + f"<p class=note>{medians}</p>"))
+    sections.append(("Configuration", f"<pre>{dump_config(cfg)}</pre>"))
+    path = rh.write_report(store.path("report", "index.html") if epoch == cfg.training.epochs
+                           else store.path("report", f"epoch_{epoch:04d}.html"),
+                           title=f"privaudit report: {cfg.name}", sections=sections)
+    return path
+
+
+def attack_and_report(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: int | None = None,
+                      console: Console | None = None) -> dict:
+    from privaudit.report.table import metrics_table
+
+    epoch = epoch or cfg.training.epochs
+    results = evaluate(cfg, store, attacks=attacks, epoch=epoch)
+    path = report(cfg, store, results, epoch)
+    if console is not None:
+        console.print(metrics_table(metrics_document(cfg, results, epoch)))
+        console.print(f"report: {path}\nmetrics: {store.path('results', f'epoch_{epoch:04d}', 'metrics.json')}")
+    return results
+
+
+def run_all(cfg: RunConfig, *, attacks=None, console: Console | None = None) -> dict:
+    """prepare -> train -> signals (-> curvature) -> attacks -> report, skipping finished work."""
+    import time
+
+    store = RunStore(cfg.run_dir)
+    t0 = time.perf_counter()
+    prepare(cfg, store)
+    train(cfg, store)
+    compute_signals(cfg, store)
+    if cfg.curvature is not None:
+        from privaudit.runtime.curvature_stage import compute_curvature
+        compute_curvature(cfg, store)
+    results = attack_and_report(cfg, store, attacks=attacks, console=console)
+    if console is not None:
+        console.print(f"done in {time.perf_counter() - t0:.1f} s: {store.root}")
+    return results

@@ -1,0 +1,35 @@
+"""Query every model of a group on every sample under each augmented query: logits ``[K, n, A, C]``.
+
+Inference loops over models with large batches (``inference_mode``, channels_last for CNNs): on a
+CPU that beats vectorising inference over models (``spec/CPU_PERF.md`` §7).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from privaudit.models.group import ModelGroup
+from privaudit.training.augment import apply_query
+
+
+def query_logits(group: ModelGroup, x: torch.Tensor, queries: list[tuple[bool, int, int]], *,
+                 batch_size: int = 8192) -> np.ndarray:
+    """Logits ``float32[K, n, A, C]`` of the group's models on ``x`` under each query."""
+    out: list[np.ndarray] = []
+    with torch.inference_mode():
+        for model in group.models():
+            channels_last = x.dim() == 4 and any(p.dim() == 4 for p in model.parameters())
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            per_query = []
+            for q in queries:
+                chunks = []
+                for start in range(0, len(x), batch_size):
+                    xb = apply_query(x[start:start + batch_size], q)
+                    if channels_last:
+                        xb = xb.contiguous(memory_format=torch.channels_last)
+                    chunks.append(model(xb))
+                per_query.append(torch.cat(chunks))
+            out.append(torch.stack(per_query, dim=1).float().numpy())
+    return np.stack(out)
