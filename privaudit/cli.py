@@ -128,6 +128,23 @@ def attacks() -> None:
     console.print(table)
 
 
+def _register_commands() -> None:
+    """Commands of the analysis stages live in ``privaudit.commands.<name>`` (``register(app)``)."""
+    import importlib
+
+    for name in ("memorization", "dynamics", "audit"):
+        try:
+            module = importlib.import_module(f"privaudit.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"privaudit.commands.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:  # pragma: no cover
     app()
 

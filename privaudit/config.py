@@ -25,6 +25,42 @@ class DataConfig(Strict):
     split: Literal["train", "test"] = "train"
     n: int | None = Field(None, gt=0)  # seeded random subset of the pool
     download: bool = False
+    mixture: dict[str, Any] | None = None  # under-represented group design, see privaudit.data.mixture_dataset
+
+
+class CanaryConfig(Strict):
+    """Audit targets inserted into the pool (they follow the membership design like any sample)."""
+
+    mislabeled: int = Field(0, ge=0)   # natural samples given a random wrong label
+    blank: int = Field(0, ge=0)        # all-zero (in pixel space) inputs with random labels
+    noise: int = Field(0, ge=0)        # uniform-noise inputs with random labels
+    natural: int = Field(0, ge=0)      # unmodified samples marked as audit targets
+
+
+class PoisonConfig(Strict):
+    """Truth Serum (Tramer et al. CCS 2022): ``copies`` mislabeled copies of each of ``targets``
+    pool samples added to EVERY model's training set; the clean targets are attacked as usual."""
+
+    targets: int = Field(250, ge=1)
+    copies: int = Field(8, ge=0)
+
+
+class DPConfig(Strict):
+    """DP-SGD (Abadi et al. 2016): per-sample clipping + Gaussian noise, Opacus accountant."""
+
+    noise_multiplier: float | None = Field(None, ge=0.0)
+    target_epsilon: float | None = Field(None, gt=0.0)
+    delta: float = Field(1e-5, gt=0.0, lt=1.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    sampling: Literal["poisson", "shuffle"] = "poisson"
+    accountant: Literal["rdp", "prv"] = "rdp"
+    bug: Literal["none", "noise_not_scaled", "clip_after_average"] = "none"  # deliberately broken variants
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "DPConfig":
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("give exactly one of noise_multiplier or target_epsilon")
+        return self
 
 
 class PopulationConfig(Strict):
@@ -55,8 +91,9 @@ class TrainingConfig(Strict):
     mirror: bool = False
     shift: int = Field(0, ge=0)
     checkpoints: tuple[int, ...] = ()
-    backend: Literal["auto", "wide", "loop"] = "auto"
+    backend: Literal["auto", "wide", "vmap", "loop"] = "auto"
     workers: int = Field(2, ge=1)
+    dp: DPConfig | None = None
 
     @model_validator(mode="after")
     def _checkpoints_within_training(self) -> "TrainingConfig":
@@ -109,6 +146,8 @@ class RunConfig(Strict):
     seed: int = 0
     out: str = "runs"                # parent folder of run directories
     data: DataConfig = DataConfig()
+    canaries: CanaryConfig | None = None
+    poison: PoisonConfig | None = None
     population: PopulationConfig = PopulationConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
@@ -138,7 +177,7 @@ class RunConfig(Strict):
     def training_fields(self) -> dict[str, Any]:
         """What determines the trained models (a run dir may not change these and resume)."""
         d = self.model_dump(mode="json")
-        return {k: d[k] for k in ("seed", "data", "model")} | {
+        return {k: d[k] for k in ("seed", "data", "model", "canaries", "poison")} | {
             "training": {k: v for k, v in d["training"].items() if k not in ("workers", "backend")},
             "population": {k: v for k, v in d["population"].items() if k != "models_per_group"}}
 

@@ -118,11 +118,44 @@ class ModuleList(ModelGroup):
             yield m.eval()
 
 
+class VmapGroup(ModelGroup):
+    """K models of any architecture as stacked parameters run through ``torch.func.vmap`` of
+    ``functional_call`` on one base module (the ``torch.func`` model-ensembling recipe)."""
+
+    def __init__(self, spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
+                 state: dict[str, torch.Tensor]):
+        super().__init__()
+        self.spec, self.input_shape, self.n_classes = spec, tuple(input_shape), n_classes
+        self.base = [build_model(spec, input_shape, n_classes).to("meta")]  # a list: not a submodule
+        self.names = list(state)
+        self.n_models = next(iter(state.values())).shape[0]
+        self.stacked = nn.ParameterList([nn.Parameter(state[n].clone()) for n in self.names])
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.stacked))
+
+    def forward_each(self, x: torch.Tensor) -> torch.Tensor:
+        call = lambda p, xb: torch.func.functional_call(self.base[0], p, (xb,))
+        return torch.func.vmap(call)(self.params(), x)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in zip(self.names, self.stacked)}
+
+    def models(self) -> Iterator[nn.Module]:
+        state = self.state()
+        for k in range(self.n_models):
+            model = build_model(self.spec, self.input_shape, self.n_classes)
+            model.load_state_dict(unstack_state(state, k))
+            yield model.eval()
+
+
 def group_from_state(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
                      state: dict[str, torch.Tensor], backend: str) -> ModelGroup:
-    """Rebuild a group from its stacked state for the given backend (``wide`` or ``loop``)."""
+    """Rebuild a group from its stacked state for the given backend (``wide``, ``vmap`` or ``loop``)."""
     if backend == "wide":
         return WideMLP(spec, input_shape, n_classes, state)
+    if backend == "vmap":
+        return VmapGroup(spec, input_shape, n_classes, state)
     k = next(iter(state.values())).shape[0]
     modules = []
     for i in range(k):

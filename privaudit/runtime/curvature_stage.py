@@ -45,7 +45,7 @@ def curvature_of_group(cfg: RunConfig, group, x: torch.Tensor, y: torch.Tensor) 
 def curvature_group_task(run_dir: str, group: int, epoch: int, on_progress) -> str:
     store = RunStore(run_dir)
     cfg = read_config(store)
-    x, y, _ = load_pool(store)
+    x, y, _ = load_pool(store, audited_only=True)
     values = curvature_of_group(cfg, load_group(cfg, store, group, epoch), x, y)
     on_progress(values.shape[0])
     return str(store.save_npy(store.signal_file("curvature", epoch, group), values))

@@ -7,6 +7,7 @@ prepare -> train -> signals -> evaluate -> report
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -89,13 +90,8 @@ def prepare(cfg: RunConfig, store: RunStore) -> None:
                               f"choose another name/--out, or delete the directory")
     store.save_text("config.yaml", dump_config(cfg))
     if not store.path("data", "y.npy").exists():
-        d = cfg.data
-        ds = load_dataset(d.name, root=d.root, split=d.split, n=d.n, seed=cfg.seed, download=d.download)
-        store.save_npy("data/x.npy", np.ascontiguousarray(ds.x, dtype=np.float32))
-        store.save_npy("data/y.npy", ds.y.astype(np.int64))
-        store.save_json("data/info.json", {"name": ds.name, "n_classes": ds.n_classes, "n": len(ds.y),
-                                           "input_shape": list(ds.x.shape[1:]), "mean": ds.mean, "std": ds.std})
-    n = len(store.load_npy("data/y.npy", mmap=True))
+        write_pool(cfg, store)
+    n = n_audit(store)
     keep = make_keep(cfg.population.n_models, n, pkeep=cfg.population.pkeep,
                      design=cfg.population.design, seed=cfg.seed)
     if store.path("keep.npy").exists() and not np.array_equal(store.load_npy("keep.npy"), keep):
@@ -104,10 +100,57 @@ def prepare(cfg: RunConfig, store: RunStore) -> None:
     store.mark("prepare", n_samples=n, n_models=cfg.population.n_models)
 
 
-def load_pool(store: RunStore) -> tuple[torch.Tensor, torch.Tensor, int]:
-    x = torch.from_numpy(np.array(store.load_npy("data/x.npy", mmap=True)))
-    y = torch.from_numpy(np.array(store.load_npy("data/y.npy", mmap=True)))
+def write_pool(cfg: RunConfig, store: RunStore) -> None:
+    """The audited pool (with canaries) and, after it, training-only rows (poisons) that every
+    model trains on: ``data/x.npy``, ``data/y.npy``, ``data/kind.npy`` and ``data/info.json``."""
+    from privaudit.data.canaries import insert_canaries, make_poisons
+
+    d = cfg.data
+    if d.mixture is not None:
+        from privaudit.data.mixture_dataset import load_mixture
+        ds, group = load_mixture(d, seed=cfg.seed)
+        store.save_npy("data/group.npy", group)
+    else:
+        ds = load_dataset(d.name, root=d.root, split=d.split, n=d.n, seed=cfg.seed, download=d.download)
+    x, y = np.ascontiguousarray(ds.x, dtype=np.float32), ds.y.astype(np.int64)
+    kind = np.zeros(len(y), dtype=np.int8)
+    if cfg.canaries is not None:
+        x, y, kind = insert_canaries(x, y, ds.n_classes, **cfg.canaries.model_dump(), seed=cfg.seed,
+                                     mean=ds.mean, std=ds.std)
+    n_audit = len(y)
+    if cfg.poison is not None and cfg.poison.copies:
+        px, py, targets = make_poisons(x, y, ds.n_classes, targets=cfg.poison.targets,
+                                       copies=cfg.poison.copies, seed=cfg.seed)
+        x, y = np.concatenate([x, px]), np.concatenate([y, py])
+        store.save_npy("data/poison_targets.npy", targets)
+    elif cfg.poison is not None:
+        rng_targets = make_poisons(x, y, ds.n_classes, targets=cfg.poison.targets, copies=1, seed=cfg.seed)[2]
+        store.save_npy("data/poison_targets.npy", rng_targets)   # same targets, zero copies (the control)
+    store.save_npy("data/x.npy", x)
+    store.save_npy("data/kind.npy", kind)
+    store.save_json("data/info.json", {"name": ds.name, "n_classes": ds.n_classes, "n": n_audit,
+                                       "n_train_only": len(y) - n_audit, "input_shape": list(x.shape[1:]),
+                                       "mean": ds.mean, "std": ds.std})
+    store.save_npy("data/y.npy", y)   # written last: its presence marks a complete pool
+
+
+def n_audit(store: RunStore) -> int:
+    """Number of audited pool samples (the rows of ``keep``); training-only rows come after."""
+    return int(store.load_json("data/info.json")["n"])
+
+
+def load_pool(store: RunStore, audited_only: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
+    n = n_audit(store) if audited_only else None
+    x = torch.from_numpy(np.array(store.load_npy("data/x.npy", mmap=True)[:n]))
+    y = torch.from_numpy(np.array(store.load_npy("data/y.npy", mmap=True)[:n]))
     return x, y, int(store.load_json("data/info.json")["n_classes"])
+
+
+def training_keep(store: RunStore) -> np.ndarray:
+    """``keep`` over all rows: the design for the audited pool, always IN for training-only rows."""
+    keep = store.load_npy("keep.npy")
+    extra = len(store.load_npy("data/y.npy", mmap=True)) - keep.shape[1]
+    return np.hstack([keep, np.ones((keep.shape[0], extra), dtype=bool)]) if extra else keep
 
 
 def train_group_task(run_dir: str, group: int, model_ids: list[int], on_progress) -> str:
@@ -115,19 +158,23 @@ def train_group_task(run_dir: str, group: int, model_ids: list[int], on_progress
     store = RunStore(run_dir)
     cfg = read_config(store)
     x, y, n_classes = load_pool(store)
-    keep = store.load_npy("keep.npy")
+    keep = training_keep(store)
     save_ckpt = lambda epoch, state: store.save_torch(store.group_file(group, epoch),
                                                       {"model_ids": model_ids, "epoch": epoch, "state": state})
-    trained = train_group(x, y, keep, model_ids, spec=arch_spec(cfg), recipe=recipe(cfg), n_classes=n_classes,
-                          root_seed=cfg.seed, steps=steps_per_epoch(keep, cfg.training.batch_size),
-                          backend=cfg.training.backend, on_checkpoint=save_ckpt, on_progress=on_progress)
+    train_fn = train_group
+    if cfg.training.dp is not None:
+        from privaudit.training.dp import train_group_dp
+        train_fn = partial(train_group_dp, dp=cfg.training.dp)
+    trained = train_fn(x, y, keep, model_ids, spec=arch_spec(cfg), recipe=recipe(cfg), n_classes=n_classes,
+                       root_seed=cfg.seed, steps=steps_per_epoch(keep, cfg.training.batch_size),
+                       backend=cfg.training.backend, on_checkpoint=save_ckpt, on_progress=on_progress)
     path = store.save_torch(store.group_file(group), {"model_ids": model_ids, "epoch": cfg.training.epochs,
                                                       "state": trained.state()})
     return str(path)
 
 
 def train(cfg: RunConfig, store: RunStore) -> None:
-    keep = check_keep(store.load_npy("keep.npy"), len(store.load_npy("data/y.npy", mmap=True)))
+    keep = check_keep(store.load_npy("keep.npy"), n_audit(store))
     todo = [(g, ids) for g, ids in enumerate(groups(cfg)) if not _group_done(cfg, store, g)]
     if todo:
         steps = steps_per_epoch(keep, cfg.training.batch_size) * cfg.training.epochs
@@ -157,7 +204,7 @@ def load_group(cfg: RunConfig, store: RunStore, g: int, epoch: int | None = None
 def signals_group_task(run_dir: str, group: int, epoch: int, on_progress) -> str:
     store = RunStore(run_dir)
     cfg = read_config(store)
-    x, _, _ = load_pool(store)
+    x, _, _ = load_pool(store, audited_only=True)
     logits = query_logits(load_group(cfg, store, group, epoch), x, queries(cfg))
     on_progress(logits.shape[0])
     return str(store.save_npy(store.signal_file("logits", epoch, group), logits))
@@ -216,7 +263,7 @@ def evaluate(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: int | None
     epoch = epoch or cfg.training.epochs
     ev = cfg.evaluation
     keep = store.load_npy("keep.npy")
-    labels = store.load_npy("data/y.npy")
+    labels = np.asarray(store.load_npy("data/y.npy"))[:n_audit(store)]
     targets = list(range(ev.targets))
     cache: dict = {}
     results = {}
@@ -264,7 +311,7 @@ def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int) -> Path:
                           store.path(folder, "score_histograms.png"), title="target model 0")
     sections = [("Attacks", rh.metrics_html(metrics_document(cfg, results, epoch))),
                 ("ROC (log-log)", rh._img(roc_png)), ("Score distributions", rh._img(hist_png))]
-    labels = store.load_npy("data/y.npy")
+    labels = np.asarray(store.load_npy("data/y.npy"))[:n_audit(store)]
     phi = load_signal(store, "phi", epoch, labels, {})
     risk = privacy_score(phi, keep)
     store.save_npy(f"{folder}/privacy_score.npy", risk.astype(np.float32))

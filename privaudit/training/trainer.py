@@ -7,6 +7,8 @@ Backends (chosen by measurement, ``benchmarks/train_throughput.py``):
   own gathered index batch (``X[idx[k]]``), never a masked shared batch.
 * ``loop`` — any architecture, one model after another, channels_last for CNNs (CNNs gain nothing
   from stacking on a CPU; channels_last gives ~1.5x).
+* ``vmap`` — any architecture, stacked parameters through ``torch.func.vmap`` (measured slower than
+  ``wide`` for MLPs and than ``loop`` for CNNs on this CPU; kept for comparison and other devices).
 
 Whatever the backend and grouping, model k's initialisation, data order and augmentation depend
 only on ``(root seed, k)``: every epoch each model walks its own permutation of its IN samples for
@@ -26,11 +28,11 @@ import torch.nn.functional as F
 
 from privaudit.errors import ConfigError, TrainingError
 from privaudit.models.architectures import ArchSpec, init_model
-from privaudit.models.group import ModelGroup, ModuleList, WideMLP, stack_states
+from privaudit.models.group import ModelGroup, ModuleList, VmapGroup, WideMLP, stack_states
 from privaudit.training.augment import draw_augmentations, shift_and_mirror
 from privaudit.training.recipe import Recipe, lr_factor, make_optimizer
 
-BACKENDS = ("auto", "wide", "loop")
+BACKENDS = ("auto", "wide", "vmap", "loop")
 
 CheckpointFn = Callable[[int, dict[str, torch.Tensor]], None]
 ProgressFn = Callable[[int], None]
@@ -112,8 +114,8 @@ def train_group(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids: l
     input_shape = tuple(x.shape[1:])
     inits = [init_model(spec, input_shape, n_classes, model_seed(root_seed, m)) for m in model_ids]
     members = [np.flatnonzero(keep[m]) for m in model_ids]
-    if backend == "wide":
-        group = WideMLP(spec, input_shape, n_classes, stack_states(inits))
+    if backend in ("wide", "vmap"):
+        group = (WideMLP if backend == "wide" else VmapGroup)(spec, input_shape, n_classes, stack_states(inits))
         _fit(group, x, y, model_ids, members, recipe, root_seed, steps, on_checkpoint, on_progress)
         return group.eval()
     checkpoints: dict[int, list[dict[str, torch.Tensor]]] = {e: [] for e in recipe.checkpoints}

@@ -1,0 +1,1 @@
+"""CLI commands of the analysis stages; each module has ``register(app)``."""
