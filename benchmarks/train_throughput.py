@@ -80,11 +80,11 @@ def naive_loop(w: dict, k: int, keep: np.ndarray, recipe: Recipe) -> float:
     return time.perf_counter() - t
 
 
-def vectorised(w: dict, k: int, keep: np.ndarray, recipe: Recipe) -> float:
+def vectorised(w: dict, k: int, keep: np.ndarray, recipe: Recipe, backend: str = "auto") -> float:
     x, y = w["x"], w["y"]
     t = time.perf_counter()
     train_group(x, y, keep, list(range(k)), spec=w["spec"], recipe=recipe, n_classes=int(y.max()) + 1,
-                root_seed=0, steps=w["steps"])
+                root_seed=0, steps=w["steps"], backend=backend)
     return time.perf_counter() - t
 
 
@@ -112,16 +112,22 @@ def main() -> None:
             keep = make_keep(max(k, 2), len(w["y"]), seed=0)
             vectorised(w, k, keep, recipe)  # warm-up
             naive_loop(w, min(k, 2), keep, recipe)
-            times = {"vectorised": [], "loop": []}
+            times = {"vectorised": [], "loop": [], "vmap": []}
+            with_vmap = w["spec"].kind == "mlp" and k > 1
             for _ in range(args.rounds):
                 times["vectorised"].append(vectorised(w, k, keep, recipe))
                 times["loop"].append(naive_loop(w, k, keep, recipe))
+                if with_vmap:
+                    times["vmap"].append(vectorised(w, k, keep, recipe, backend="vmap"))
+            times = {m: v for m, v in times.items() if v}
             work = k * w["steps"] * w["batch"]
             rate = {m: work / statistics.median(v) for m, v in times.items()}
             row = {"workload": name, "K": k, "backend": choose_backend(w["spec"]),
                    "vectorised_model_samples_per_s": round(rate["vectorised"]),
                    "loop_model_samples_per_s": round(rate["loop"]),
                    "speedup": round(rate["vectorised"] / rate["loop"], 2)}
+            if "vmap" in rate:
+                row["torch_func_vmap_model_samples_per_s"] = round(rate["vmap"])
             if w["spec"].kind == "mlp":
                 flops = mlp_flops_per_sample(w["spec"], int(np.prod(w["x"].shape[1:])), n_classes)
                 row["vectorised_gflops"] = round(rate["vectorised"] * flops / 1e9, 1)

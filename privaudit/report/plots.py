@@ -32,6 +32,9 @@ def roc_loglog(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, tit
         tpr = mean_roc(scores, keep_t)
         ax.loglog(FPR_GRID, np.maximum(tpr, 1e-5), label=name)
     ax.plot([1e-5, 1], [1e-5, 1], "k--", lw=0.8, label="chance")
+    n_neg = min(int((~k).sum(axis=1).min()) for _, k in curves.values())
+    if n_neg and 1.0 / n_neg > 1e-5:
+        ax.axvspan(1e-5, 1.0 / n_neg, color="0.9", zorder=0, label=f"FPR < 1/{n_neg}: unresolved")
     ax.set(xlim=(1e-5, 1), ylim=(1e-5, 1), xlabel="false positive rate", ylabel="true positive rate",
            title=title or "ROC (mean over target models)")
     ax.legend(fontsize=8, loc="lower right")
@@ -52,7 +55,8 @@ def histograms(values: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, *, 
         if log_x:
             v = np.log10(np.maximum(v, 1e-30))
         finite = np.isfinite(v)
-        bins = np.histogram_bin_edges(v[finite], bins=50)
+        lo, hi = np.quantile(v[finite], [0.005, 0.995])   # robust range: heavy tails hide the bulk
+        bins = np.linspace(lo, hi, 51) if hi > lo else 50
         ax.hist(v[finite & member], bins=bins, alpha=0.6, density=True, label="members")
         ax.hist(v[finite & ~member], bins=bins, alpha=0.6, density=True, label="non-members")
         ax.set(title=name, xlabel=f"log10 {xlabel}" if log_x else xlabel)
