@@ -64,19 +64,19 @@ def test_resume_after_sigkill_trains_only_missing_groups(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "privaudit.cli", "run", str(cfg_a)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     models = tmp_path / "a" / "small" / "models"
-    deadline = time.time() + 120
-    while not (models / "group_000.pt").exists() and time.time() < deadline and proc.poll() is None:
+    deadline = time.time() + 600
+    while not (models / "models_0000-0001.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = sorted(p.name for p in models.glob("group_*.pt"))
+    done = sorted(p.name for p in models.glob("models_*.pt"))
     assert 1 <= len(done) < 4, f"kill came too late or too early: {done}"
     assert not list(models.glob(".*tmp")) or True  # a half-written temp file may remain; it is ignored
-    first_mtime = (models / "group_000.pt").stat().st_mtime_ns
+    first_mtime = (models / "models_0000-0001.pt").stat().st_mtime_ns
 
     resumed = cli("run", str(cfg_a))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert (models / "group_000.pt").stat().st_mtime_ns == first_mtime   # not retrained
+    assert (models / "models_0000-0001.pt").stat().st_mtime_ns == first_mtime   # not retrained
     fresh = cli("run", str(cfg_b))
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     a = json.loads((tmp_path / "a" / "small" / "results" / "metrics.json").read_text())
@@ -138,9 +138,27 @@ def test_attack_command_rescores_without_retraining(tmp_path):
     cfg_path = write_config(tmp_path, SMALL | {"out": str(tmp_path)})
     assert cli("run", str(cfg_path)).returncode == 0
     run_dir = tmp_path / "small"
-    stamp = (run_dir / "models" / "group_000.pt").stat().st_mtime_ns
+    stamp = (run_dir / "models" / "models_0000-0001.pt").stat().st_mtime_ns
     result = cli("attack", str(run_dir), "--attacks", "all")
     assert result.returncode == 0, result.stderr[-2000:]
     doc = json.loads((run_dir / "results" / "metrics.json").read_text())
     assert {"shokri", "song_mittal", "rmia_offline", "ye_r"} <= set(doc["attacks"])
-    assert (run_dir / "models" / "group_000.pt").stat().st_mtime_ns == stamp
+    assert (run_dir / "models" / "models_0000-0001.pt").stat().st_mtime_ns == stamp
+
+
+def test_population_grows_training_only_new_models(tmp_path):
+    data = SMALL | {"out": str(tmp_path), "population": {"n_models": 4, "models_per_group": 2, "design": "paired"},
+                    "training": SMALL["training"] | {"epochs": 5}, "evaluation": {"targets": 1, "bootstrap": 0}}
+    assert cli("run", str(write_config(tmp_path, data))).returncode == 0
+    models = tmp_path / "small" / "models"
+    stamp = (models / "models_0000-0001.pt").stat().st_mtime_ns
+    data["population"]["n_models"] = 6
+    grown = cli("run", str(write_config(tmp_path, data)))
+    assert grown.returncode == 0, grown.stderr[-2000:]
+    assert (models / "models_0000-0001.pt").stat().st_mtime_ns == stamp
+    assert (models / "models_0004-0005.pt").exists()
+    logits = np.load(tmp_path / "small" / "signals" / "epoch_0005" / "logits.npy", mmap_mode="r")
+    assert logits.shape[0] == 6
+    data["population"]["design"] = "balanced"   # the balanced design cannot grow: clear error
+    refused = cli("run", str(write_config(tmp_path, data)))
+    assert refused.returncode == 2 and "different" in refused.stderr

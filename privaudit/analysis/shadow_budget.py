@@ -20,9 +20,10 @@ import math
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from privaudit.analysis.memorization import in_out_gaussian_params
+from privaudit.analysis.theory import hellinger_gaussian
+from privaudit.evaluation import metrics
 from privaudit.errors import ConfigError, SignalError
 
 __all__ = [
@@ -42,8 +43,9 @@ AttackFn = Callable[..., np.ndarray]
 
 
 # --------------------------------------------------------------------------------------------
-# metrics: tiny private helpers. They follow privaudit.evaluation.metrics' conventions (strict
-# TPR@FPR = largest ROC point with FPR <= alpha, no interpolation) and can be swapped for it.
+# metrics: privaudit.evaluation.metrics (strict TPR@FPR = largest ROC point with FPR <= alpha, no
+# interpolation), wrapped so that an empty class gives NaN (a budget draw may leave a small group
+# without members or non-members) instead of an error.
 # --------------------------------------------------------------------------------------------
 
 def metric_name(fpr: float) -> str:
@@ -51,19 +53,25 @@ def metric_name(fpr: float) -> str:
     return f"tpr@{fpr:g}"
 
 
+def _one_class(y: np.ndarray) -> bool:
+    return bool(y.all() or not y.any())
+
+
 def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    if y.all() or not y.any():
-        return float("nan")
-    return float(roc_auc_score(y, s))
+    """:func:`privaudit.evaluation.metrics.auc`; NaN when y has a single class."""
+    return float("nan") if _one_class(y) else metrics.auc(y, s)
 
 
 def _tpr_at_fpr(y: np.ndarray, s: np.ndarray, alpha: float) -> float:
-    """Strict TPR at FPR <= alpha (ml_privacy_meter convention, ARCHITECTURE.md default).
-    ``drop_intermediate=False``: dropping collinear points could skip the operating point."""
-    if y.all() or not y.any():
+    """Strict TPR at FPR <= alpha: :func:`privaudit.evaluation.metrics.tpr_at_fpr`; NaN when y has a
+    single class. ``alpha = 0`` (TPR at zero FPR) is passed on as the smallest positive float:
+    attainable FPRs are multiples of 1 / n_neg, so ``FPR <= 5e-324`` is the ``FPR = 0`` point."""
+    if _one_class(y):
         return float("nan")
-    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
-    return float(tpr[np.nonzero(fpr <= alpha + 1e-12)[0][-1]])
+    return metrics.tpr_at_fpr(y, s, max(float(alpha), _TINY), mode="strict")
+
+
+_TINY = float(np.nextafter(0.0, 1.0))
 
 
 def _bootstrap_mean_ci(values: np.ndarray, n_boot: int, confidence: float,
@@ -151,9 +159,12 @@ def shadow_budget_curve(attack_fn: AttackFn, signal: np.ndarray, keep: np.ndarra
     Left as None, they follow the attack's ``mode`` attribute when it has one (an ``AttackSpec``
     of ``privaudit.attacks.registry``: "online" -> 1, 1; "offline" -> 0, 1; "none" -> 0, 0),
     else 1, 1 for the attack and 0, 1 for the fallback.
-    In a draw, samples below that are left out of the metrics (independent of the target's
-    membership, so this does not bias them; the mean left-out fraction is reported). NaN scores
-    are left out too. If R < min_in + min_out, ``fallback_fn`` (e.g. the offline/global variant,
+    In a draw, samples below that are left out (independent of the target's membership, so this
+    does not bias the metrics; the mean left-out fraction is reported): the attack is called on
+    the eligible samples only (``signal[:, eligible]`` etc.), so registry attacks that refuse a
+    sample without IN/OUT references can be used as they are (attacks that pool statistics over
+    samples, e.g. global-variance LiRA or RMIA's population, then pool over the eligible ones).
+    NaN scores are left out too. If R < min_in + min_out, ``fallback_fn`` (e.g. the offline/global variant,
     with its own ``fallback_min_in/out``) is used when given; otherwise the size is skipped with
     a reason.
 
@@ -179,11 +190,11 @@ def shadow_budget_curve(attack_fn: AttackFn, signal: np.ndarray, keep: np.ndarra
     if repeats < 1:
         raise ConfigError(f"repeats must be >= 1, got {repeats}")
     fprs = [float(f) for f in fprs]
-    if any(not 0.0 <= f <= 1.0 for f in fprs):
-        raise ConfigError(f"fprs must lie in [0, 1], got {fprs}")
+    if any(not 0.0 <= f < 1.0 for f in fprs):
+        raise ConfigError(f"fprs must lie in [0, 1), got {fprs}")
     attack_params = dict(attack_params or {})
     fallback_params = dict(fallback_params or {})
-    metrics = ["auc"] + [metric_name(f) for f in fprs]
+    metric_keys = ["auc"] + [metric_name(f) for f in fprs]
 
     m, n = keep.shape
     pool = np.setdiff1d(np.arange(m), np.asarray(targets))
@@ -212,18 +223,23 @@ def shadow_budget_curve(attack_fn: AttackFn, signal: np.ndarray, keep: np.ndarra
                              "skipped": reason})
             continue
 
-        values = {name: {k: [] for k in metrics} for name in groups}
+        values = {name: {k: [] for k in metric_keys} for name in groups}
         excluded = {name: [] for name in groups}
         for perm in perms:
             refs = np.sort(perm[:r])
             ref_sig, ref_keep = signal[refs], keep[refs]
             n_in = ref_keep.sum(axis=0)
             eligible = (n_in >= need_in) & ((r - n_in) >= need_out)
+            cols = np.flatnonzero(eligible)
             for t in targets:
-                scores = np.asarray(fn(signal[t], ref_sig, ref_keep, labels=labels, **params),
-                                    dtype=np.float64)
-                if scores.shape != (n,):
-                    raise SignalError(f"attack returned shape {scores.shape}, expected ({n},)")
+                scores = np.full(n, np.nan)
+                if cols.size:
+                    got = np.asarray(fn(signal[t][cols], ref_sig[:, cols], ref_keep[:, cols],
+                                        labels=labels[cols], **params), dtype=np.float64)
+                    if got.shape != cols.shape:
+                        raise SignalError(f"attack returned shape {got.shape}, expected "
+                                          f"({cols.size},) for the {cols.size} eligible samples")
+                    scores[cols] = got
                 usable = eligible & ~np.isnan(scores)
                 for name, mask in groups.items():
                     sel = mask & usable
@@ -235,7 +251,7 @@ def shadow_budget_curve(attack_fn: AttackFn, signal: np.ndarray, keep: np.ndarra
         for name, mask in groups.items():
             row = {**base, "group": name, "group_size": int(mask.sum()), "attack": which,
                    "skipped": None, "excluded_frac": float(np.mean(excluded[name]))}
-            for k in metrics:
+            for k in metric_keys:
                 v = np.asarray(values[name][k], dtype=np.float64)
                 ok = v[np.isfinite(v)]
                 lo, hi = _bootstrap_mean_ci(ok, n_boot, confidence, boot_rng)
@@ -306,24 +322,25 @@ def reduction_factor(curve: Sequence[dict], group_a: str, group_b: str, metric: 
 # --------------------------------------------------------------------------------------------
 
 def hellinger_budget(mu_in, sd_in, mu_out, sd_out) -> np.ndarray:
-    """Squared Hellinger distance H^2 = 1/2 int (sqrt p - sqrt q)^2 between N(mu_in, sd_in^2) and
-    N(mu_out, sd_out^2), per sample (broadcasting), closed form
-
-        H^2 = 1 - sqrt(2 s1 s2 / (s1^2 + s2^2)) * exp(-(m1 - m2)^2 / (4 (s1^2 + s2^2))).
-
-    Degenerate cases: both sds 0 -> 0 if the means agree else 1. Choi et al. §5.1 Scenario 2
-    (seed math stripped; RECONSTRUCTED, spec §6.2): by Thm 1 the MI advantage is >= H^2, and by
-    Lemma 2 distinguishing needs Theta(1/H^2) shadow models."""
-    m1, s1, m2, s2 = (np.asarray(v, dtype=np.float64) for v in (mu_in, sd_in, mu_out, sd_out))
+    """Squared Hellinger distance H^2 between N(mu_in, sd_in^2) and N(mu_out, sd_out^2) per sample
+    (broadcasting), for fitted population statistics: the closed form is
+    :func:`privaudit.analysis.theory.hellinger_gaussian` (the one implementation), applied where
+    both sds are positive and finite; here the degenerate fits a small population produces are
+    also defined: one sd 0 -> 1 (a point mass against a density), both 0 -> 0 if the means agree
+    else 1, any NaN -> NaN. Choi et al. §5.1 Scenario 2 (seed math stripped; RECONSTRUCTED, spec
+    §6.2): by Thm 1 the MI advantage is >= H^2, and by Lemma 2 distinguishing needs
+    Theta(1/H^2) shadow models."""
+    m1, s1, m2, s2 = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
+                                           for v in (mu_in, sd_in, mu_out, sd_out)))
     if (np.nan_to_num(s1) < 0).any() or (np.nan_to_num(s2) < 0).any():
         raise SignalError("standard deviations must be non-negative")
-    ss = s1 * s1 + s2 * s2
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        bc = np.sqrt(2.0 * s1 * s2 / ss) * np.exp(-((m1 - m2) ** 2) / (4.0 * ss))
-    both_zero = (s1 == 0) & (s2 == 0)
-    bc = np.where(both_zero, (m1 == m2).astype(np.float64), bc)
-    h2 = np.clip(1.0 - bc, 0.0, 1.0)
-    return np.where(np.isnan(m1 + m2 + s1 + s2), np.nan, h2)
+    nan = np.isnan(m1 + m2 + s1 + s2)
+    regular = ~nan & (s1 > 0) & (s2 > 0) & np.isfinite(s1 + s2 + m1 + m2)
+    h2 = np.where((s1 == 0) & (s2 == 0), (m1 != m2).astype(np.float64), 1.0)
+    if regular.any():
+        h2[regular] = hellinger_gaussian(m1[regular], s1[regular], m2[regular], s2[regular])
+    h2 = np.where(nan, np.nan, h2)
+    return h2 if h2.ndim else float(h2)
 
 
 def hellinger_from_signal(signal: np.ndarray, keep: np.ndarray, *,

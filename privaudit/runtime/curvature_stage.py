@@ -2,16 +2,19 @@
 
 Queries: identity, plus the mirror image when ``curvature.mirror`` (the paper's two augmentations).
 Each query uses its own seed for the random directions, shared by all models (grouping-invariant).
+The settings that produced the array are kept in ``curvature.json`` next to it: a rerun with the
+same settings skips finished work (merged array or finished groups), changed settings recompute.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
-from privaudit.config import RunConfig
-from privaudit.runtime.executor import run_tasks
-from privaudit.runtime.pipeline import groups, load_group, load_pool, progress_bar, read_config
+from privaudit.config import CurvatureConfig, RunConfig
+from privaudit.runtime.pipeline import load_group, load_pool, per_group_signal, read_config
 from privaudit.runtime.store import RunStore
 from privaudit.signals import curvature as est
 from privaudit.training.augment import apply_query
@@ -25,7 +28,7 @@ def curvature_of_group(cfg: RunConfig, group, x: torch.Tensor, y: torch.Tensor) 
     """``float32[K, n, A]`` for one group under the configured estimator."""
     c = cfg.curvature
     dtype = torch.float64 if c.dtype == "float64" else torch.float32
-    group = group.to(dtype)
+    group = group.to(dtype).eval().requires_grad_(False)   # input derivatives only
     ids = torch.arange(len(y))
     out = []
     for a, q in enumerate(curvature_queries(cfg, x.dim() == 4)):
@@ -42,29 +45,40 @@ def curvature_of_group(cfg: RunConfig, group, x: torch.Tensor, y: torch.Tensor) 
     return np.stack(out, axis=-1)
 
 
-def curvature_group_task(run_dir: str, group: int, epoch: int, on_progress) -> str:
+def curvature_group_task(run_dir: str, model_ids: list[int], epoch: int, on_progress,
+                         curvature: dict | None = None) -> str:
+    """One group's ``[K, n, A]`` file; ``curvature`` (settings) overrides the run's stored config."""
     store = RunStore(run_dir)
     cfg = read_config(store)
+    if curvature is not None:
+        cfg = cfg.model_copy(update={"curvature": CurvatureConfig(**curvature)})
     x, y, _ = load_pool(store, audited_only=True)
-    values = curvature_of_group(cfg, load_group(cfg, store, group, epoch), x, y)
+    values = curvature_of_group(cfg, load_group(cfg, store, model_ids, epoch), x, y)
     on_progress(values.shape[0])
-    return str(store.save_npy(store.signal_file("curvature", epoch, group), values))
+    return str(store.save_npy(store.signal_file("curvature", epoch, model_ids), values))
+
+
+def curvature_settings(cfg: RunConfig) -> dict:
+    """What determines the curvature array besides the trained models."""
+    return {"seed": cfg.seed, **cfg.curvature.model_dump(mode="json")}
+
+
+def _discard_stale(cfg: RunConfig, store: RunStore, epoch: int) -> None:
+    """Remove curvature artifacts of ``epoch`` computed with other (or unrecorded) settings."""
+    final = store.signal_file("curvature", epoch)
+    record = final.with_suffix(".json")
+    if record.exists() and store.load_json(record.relative_to(store.root)) == curvature_settings(cfg):
+        return
+    for path in [final, *final.parent.glob("curvature_models_*.npy")]:
+        path.unlink(missing_ok=True)
+    store.save_json(record.relative_to(store.root), curvature_settings(cfg))
 
 
 def compute_curvature(cfg: RunConfig, store: RunStore, epoch: int | None = None) -> None:
+    """``signals/epoch_E/curvature.npy [M, n, A]`` (+ ``curvature.json``, its settings)."""
     epoch = epoch or cfg.training.epochs
-    final = store.signal_file("curvature", epoch)
-    if final.exists():
-        return
-    all_groups = groups(cfg)
-    todo = [g for g in range(len(all_groups)) if not store.signal_file("curvature", epoch, g).exists()]
-    if todo:
-        with progress_bar(f"curvature ({cfg.curvature.estimator}, {cfg.curvature.rounds} rounds)",
-                          sum(len(all_groups[g]) for g in todo)) as advance:
-            tasks = [{"run_dir": str(store.root), "group": g, "epoch": epoch} for g in todo]
-            run_tasks(curvature_group_task, tasks, workers=cfg.training.workers, advance=advance)
-    parts = [store.load_npy(store.signal_file("curvature", epoch, g)) for g in range(len(all_groups))]
-    store.save_npy(final, np.concatenate(parts))
-    for g in range(len(all_groups)):
-        store.signal_file("curvature", epoch, g).unlink()
-    store.mark("curvature", epoch=epoch, estimator=cfg.curvature.estimator)
+    _discard_stale(cfg, store, epoch)
+    task = partial(curvature_group_task, curvature=cfg.curvature.model_dump())
+    per_group_signal(cfg, store, "curvature", epoch, task,
+                     f"curvature ({cfg.curvature.estimator}, {cfg.curvature.rounds} rounds)")
+    store.mark("curvature", epoch=epoch, **curvature_settings(cfg))

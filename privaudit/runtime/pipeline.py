@@ -80,24 +80,40 @@ def progress_bar(description: str, total: int) -> Iterator[Any]:
 
 # -- stages --------------------------------------------------------------------------------------
 def prepare(cfg: RunConfig, store: RunStore) -> None:
-    """Write the resolved config, the pool (``data/x.npy``, ``data/y.npy``) and ``keep.npy``."""
+    """Write the resolved config, the pool (``data/x.npy``, ``data/y.npy``) and ``keep.npy``.
+
+    An existing run directory resumes when its training settings are unchanged; with a
+    ``bernoulli`` or ``paired`` design it may also *grow* (more models: only those are trained).
+    """
     existing = store.path("config.yaml")
+    old_keep = store.load_npy("keep.npy") if store.path("keep.npy").exists() else None
     if existing.exists():
-        old = read_config(store)
-        changed = [k for k, v in cfg.training_fields().items() if old.training_fields()[k] != v]
-        if changed:
-            raise ConfigError(f"{store.root} holds a run with different {', '.join(changed)} settings; "
-                              f"choose another name/--out, or delete the directory")
+        _check_compatible(read_config(store), cfg, store)
     store.save_text("config.yaml", dump_config(cfg))
     if not store.path("data", "y.npy").exists():
         write_pool(cfg, store)
     n = n_audit(store)
     keep = make_keep(cfg.population.n_models, n, pkeep=cfg.population.pkeep,
                      design=cfg.population.design, seed=cfg.seed)
-    if store.path("keep.npy").exists() and not np.array_equal(store.load_npy("keep.npy"), keep):
+    if old_keep is not None and not np.array_equal(old_keep, keep[:len(old_keep)]):
         raise ConfigError(f"{store.root}/keep.npy differs from the design this config produces")
     store.save_npy("keep.npy", keep)
     store.mark("prepare", n_samples=n, n_models=cfg.population.n_models)
+
+
+def _check_compatible(old: RunConfig, new: RunConfig, store: RunStore) -> None:
+    a, b = old.training_fields(), new.training_fields()
+    grows = new.population.design in ("bernoulli", "paired") and \
+        new.population.n_models >= old.population.n_models
+    if grows:
+        a["population"] = {k: v for k, v in a["population"].items() if k != "n_models"}
+        b["population"] = {k: v for k, v in b["population"].items() if k != "n_models"}
+    changed = [k for k in b if a[k] != b[k]]
+    if changed:
+        hint = "" if grows or new.population.design in ("bernoulli", "paired") else \
+            " (to grow a population later, use population.design: bernoulli or paired)"
+        raise ConfigError(f"{store.root} holds a run with different {', '.join(changed)} settings; "
+                          f"choose another name/--out, or delete the directory{hint}")
 
 
 def write_pool(cfg: RunConfig, store: RunStore) -> None:
@@ -153,13 +169,13 @@ def training_keep(store: RunStore) -> np.ndarray:
     return np.hstack([keep, np.ones((keep.shape[0], extra), dtype=bool)]) if extra else keep
 
 
-def train_group_task(run_dir: str, group: int, model_ids: list[int], on_progress) -> str:
-    """Train one group and write ``models/group_GGG.pt`` (+ checkpoint files); returns its path."""
+def train_group_task(run_dir: str, model_ids: list[int], on_progress) -> str:
+    """Train one group and write its model file (+ checkpoint files); returns its path."""
     store = RunStore(run_dir)
     cfg = read_config(store)
     x, y, n_classes = load_pool(store)
     keep = training_keep(store)
-    save_ckpt = lambda epoch, state: store.save_torch(store.group_file(group, epoch),
+    save_ckpt = lambda epoch, state: store.save_torch(store.group_file(model_ids, epoch),
                                                       {"model_ids": model_ids, "epoch": epoch, "state": state})
     train_fn = train_group
     if cfg.training.dp is not None:
@@ -168,64 +184,70 @@ def train_group_task(run_dir: str, group: int, model_ids: list[int], on_progress
     trained = train_fn(x, y, keep, model_ids, spec=arch_spec(cfg), recipe=recipe(cfg), n_classes=n_classes,
                        root_seed=cfg.seed, steps=steps_per_epoch(keep, cfg.training.batch_size),
                        backend=cfg.training.backend, on_checkpoint=save_ckpt, on_progress=on_progress)
-    path = store.save_torch(store.group_file(group), {"model_ids": model_ids, "epoch": cfg.training.epochs,
+    path = store.save_torch(store.group_file(model_ids), {"model_ids": model_ids, "epoch": cfg.training.epochs,
                                                       "state": trained.state()})
     return str(path)
 
 
 def train(cfg: RunConfig, store: RunStore) -> None:
     keep = check_keep(store.load_npy("keep.npy"), n_audit(store))
-    todo = [(g, ids) for g, ids in enumerate(groups(cfg)) if not _group_done(cfg, store, g)]
+    todo = [ids for ids in groups(cfg) if not _group_done(cfg, store, ids)]
     if todo:
         steps = steps_per_epoch(keep, cfg.training.batch_size) * cfg.training.epochs
         backend = choose_backend(arch_spec(cfg), cfg.training.backend)
-        n_models = sum(len(ids) for _, ids in todo)
+        n_models = sum(len(ids) for ids in todo)
         with progress_bar(f"train {n_models} models ({backend})", n_models * steps) as advance:
-            tasks = [{"run_dir": str(store.root), "group": g, "model_ids": ids} for g, ids in todo]
+            tasks = [{"run_dir": str(store.root), "model_ids": ids} for ids in todo]
             run_tasks(train_group_task, tasks, workers=cfg.training.workers, advance=advance)
     store.mark("train", groups=len(groups(cfg)))
 
 
-def _group_done(cfg: RunConfig, store: RunStore, g: int) -> bool:
-    files = [store.group_file(g)] + [store.group_file(g, e) for e in cfg.training.checkpoints
-                                     if e != cfg.training.epochs]
+def _group_done(cfg: RunConfig, store: RunStore, ids: list[int]) -> bool:
+    files = [store.group_file(ids)] + [store.group_file(ids, e) for e in cfg.training.checkpoints
+                                       if e != cfg.training.epochs]
     return all(f.exists() for f in files)
 
 
-def load_group(cfg: RunConfig, store: RunStore, g: int, epoch: int | None = None):
-    """The trained group ``g`` (at checkpoint ``epoch``; the final models by default)."""
+def load_group(cfg: RunConfig, store: RunStore, model_ids: list[int], epoch: int | None = None):
+    """The trained group of ``model_ids`` (at checkpoint ``epoch``; the final models by default)."""
     final = epoch is None or epoch == cfg.training.epochs
-    blob = store.load_torch(store.group_file(g, None if final else epoch))
+    blob = store.load_torch(store.group_file(model_ids, None if final else epoch))
     info = store.load_json("data/info.json")
     backend = choose_backend(arch_spec(cfg), cfg.training.backend)
     return group_from_state(arch_spec(cfg), tuple(info["input_shape"]), info["n_classes"], blob["state"], backend)
 
 
-def signals_group_task(run_dir: str, group: int, epoch: int, on_progress) -> str:
+def signals_group_task(run_dir: str, model_ids: list[int], epoch: int, on_progress) -> str:
     store = RunStore(run_dir)
     cfg = read_config(store)
     x, _, _ = load_pool(store, audited_only=True)
-    logits = query_logits(load_group(cfg, store, group, epoch), x, queries(cfg))
+    logits = query_logits(load_group(cfg, store, model_ids, epoch), x, queries(cfg))
     on_progress(logits.shape[0])
-    return str(store.save_npy(store.signal_file("logits", epoch, group), logits))
+    return str(store.save_npy(store.signal_file("logits", epoch, model_ids), logits))
+
+
+def per_group_signal(cfg: RunConfig, store: RunStore, name: str, epoch: int, task, description: str) -> None:
+    """Compute signal ``name`` group by group (``task(run_dir, model_ids, epoch)`` writes one
+    group's file) and assemble ``name.npy [M, ...]``; finished groups are kept and skipped, so a
+    grown population computes only its new models."""
+    final = store.signal_file(name, epoch)
+    m = cfg.population.n_models
+    if final.exists() and store.load_npy(final, mmap=True).shape[0] == m:
+        return
+    todo = [ids for ids in groups(cfg) if not store.signal_file(name, epoch, ids).exists()]
+    if todo:
+        with progress_bar(description, sum(len(ids) for ids in todo)) as advance:
+            tasks = [{"run_dir": str(store.root), "model_ids": ids, "epoch": epoch} for ids in todo]
+            run_tasks(task, tasks, workers=cfg.training.workers, advance=advance)
+    parts = [store.load_npy(store.signal_file(name, epoch, ids)) for ids in groups(cfg)]
+    store.save_npy(final, np.concatenate(parts))
 
 
 def compute_signals(cfg: RunConfig, store: RunStore) -> None:
     """Logits of every model on every sample and query, per checkpoint: ``logits.npy [M, n, A, C]``."""
     for epoch in signal_epochs(cfg):
-        final = store.signal_file("logits", epoch)
-        if final.exists():
-            continue
-        todo = [g for g in range(len(groups(cfg))) if not store.signal_file("logits", epoch, g).exists()]
-        if todo:
-            with progress_bar(f"query models (epoch {epoch}, {len(queries(cfg))} queries)",
-                              sum(len(groups(cfg)[g]) for g in todo)) as advance:
-                tasks = [{"run_dir": str(store.root), "group": g, "epoch": epoch} for g in todo]
-                run_tasks(signals_group_task, tasks, workers=cfg.training.workers, advance=advance)
-        parts = [store.load_npy(store.signal_file("logits", epoch, g)) for g in range(len(groups(cfg)))]
-        store.save_npy(final, np.concatenate(parts))
-        for g in range(len(groups(cfg))):
-            store.signal_file("logits", epoch, g).unlink()
+        per_group_signal(cfg, store, "logits", epoch, signals_group_task,
+                         f"query models (epoch {epoch}, {len(queries(cfg))} queries)")
     store.mark("signals", epochs=signal_epochs(cfg), queries=len(queries(cfg)))
 
 

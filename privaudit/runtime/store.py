@@ -54,12 +54,14 @@ class RunStore:
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
 
-    def group_file(self, group: int, epoch: int | None = None) -> Path:
+    def group_file(self, model_ids: list[int], epoch: int | None = None) -> Path:
+        """File of the group of models ``model_ids`` (named by their range, so that a grown
+        population or another grouping never mistakes one group for another)."""
         suffix = "" if epoch is None else f"_e{epoch:04d}"
-        return self.path("models", f"group_{group:03d}{suffix}.pt")
+        return self.path("models", f"models_{_span(model_ids)}{suffix}.pt")
 
-    def signal_file(self, name: str, epoch: int, group: int | None = None) -> Path:
-        stem = name if group is None else f"{name}_group_{group:03d}"
+    def signal_file(self, name: str, epoch: int, model_ids: list[int] | None = None) -> Path:
+        stem = name if model_ids is None else f"{name}_models_{_span(model_ids)}"
         return self.path("signals", f"epoch_{epoch:04d}", f"{stem}.npy")
 
     # -- writing -------------------------------------------------------------------------------
@@ -120,6 +122,12 @@ class RunStore:
         manifest = self.manifest()
         manifest["stages"][stage] = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
         self.save_json("manifest.json", manifest)
+
+
+def _span(model_ids: list[int]) -> str:
+    if list(model_ids) != list(range(model_ids[0], model_ids[-1] + 1)):
+        raise StoreError(f"a group must hold consecutive model ids, got {model_ids}")
+    return f"{model_ids[0]:04d}-{model_ids[-1]:04d}"
 
 
 def _jsonable(obj: Any) -> Any:

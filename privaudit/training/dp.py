@@ -1,0 +1,307 @@
+"""DP-SGD (Abadi et al. 2016, Alg. 1) for K stacked models at once, with ``torch.func``.
+
+One step of model k (ALGORITHMS.md §8; Abadi et al. 2016, Alg. 1 lines "Compute gradient",
+"Clip gradient", "Add noise"):
+
+* a batch: Poisson sampling (each of the model's training rows independently with probability
+  ``q = B / N_k``; variable sizes are padded to the step's largest batch over the K models and the
+  padded rows masked out) or a shuffled fixed batch (``trainer.epoch_plan``, the non-DP order);
+* per-sample gradients ``g_i = grad_theta loss(theta_k; x_i, y_i)`` by
+  ``vmap(vmap(grad(loss)))`` over (models, samples) of ``functional_call`` on one base module;
+* per-sample clipping of each model's own gradient: ``g_i * min(1, C / ||g_i||)`` with the global
+  norm over all parameters of that model for that sample (models never mix);
+* ``g = (sum_i clip(g_i) + N(0, sigma^2 C^2 I)) / B`` (B the *expected* batch size, as Opacus);
+* an elementwise optimizer (SGD/Adam of ``recipe.make_optimizer``) on the stacked parameters.
+
+The noise multiplier is the config's, or the smallest one the Opacus accountant (RDP or PRV)
+finds for ``target_epsilon`` at the largest sampling rate of the population; the claimed eps (of every
+model) is the accountant's at that largest rate (eps grows with q). Shuffled batches are accounted as if
+Poisson-sampled (what Opacus reports too; strictly, the analysis assumes Poisson sampling).
+
+Deliberately broken variants (``dp.bug``) claim the same eps as the correct one:
+``noise_not_scaled`` draws noise with std ``sigma`` instead of ``sigma * C``;
+``clip_after_average`` clips the batch-averaged (unclipped) gradient instead of each sample's.
+
+A model's initialisation, batches and noise depend only on ``(root seed, model index)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from privaudit.config import DPConfig
+from privaudit.errors import ConfigError, TrainingError
+from privaudit.models.architectures import ArchSpec, build_model, init_model
+from privaudit.models.group import ModelGroup, VmapGroup, group_from_state, stack_states
+from privaudit.training.augment import draw_augmentations, shift_and_mirror
+from privaudit.training.recipe import Recipe, make_optimizer
+from privaudit.training.trainer import (CheckpointFn, ProgressFn, _batch, _set_lr, _stack_plans, choose_backend,
+                                        epoch_plan, model_seed)
+
+Grads = dict[str, torch.Tensor]
+
+
+# -- accounting (Opacus) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DPClaim:
+    """What the accountant certifies for one model: ``(epsilon, delta)`` after ``steps`` steps of
+    noise multiplier ``noise_multiplier`` at sampling rate ``sample_rate``."""
+
+    epsilon: float
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    accountant: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _accountant_kwargs(accountant: str) -> dict[str, Any]:
+    """RDP: Opacus' default orders extended to 1024 (small eps needs large orders; Opacus warns
+    when its optimum is the largest order it tried). PRV: Opacus' defaults."""
+    if accountant != "rdp":
+        return {}
+    from opacus.accountants.rdp import RDPAccountant
+
+    return {"alphas": list(RDPAccountant.DEFAULT_ALPHAS) + [80, 96, 128, 192, 256, 384, 512, 768, 1024]}
+
+
+@functools.lru_cache(maxsize=4096)
+def accountant_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
+                       accountant: str = "rdp") -> float:
+    """Opacus' eps for ``steps`` compositions of the subsampled Gaussian mechanism."""
+    from opacus.accountants import create_accountant
+
+    if noise_multiplier <= 0:
+        return math.inf
+    acc = create_accountant(mechanism=accountant)
+    acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
+    return float(acc.get_epsilon(delta=delta, **_accountant_kwargs(accountant)))
+
+
+@functools.lru_cache(maxsize=256)
+def noise_for_target(target_epsilon: float, delta: float, sample_rate: float, steps: int,
+                     accountant: str = "rdp") -> float:
+    """Opacus ``get_noise_multiplier``: the noise multiplier meeting ``target_epsilon``."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    try:
+        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
+                                          sample_rate=sample_rate, steps=steps, accountant=accountant,
+                                          **_accountant_kwargs(accountant)))
+    except ValueError as err:
+        raise ConfigError(f"training.dp.target_epsilon={target_epsilon}: {err}") from None
+
+
+def sample_rates(keep: np.ndarray, batch_size: int) -> np.ndarray:
+    """Per-model Poisson sampling rate ``q_k = B / N_k`` (``keep`` over all training rows)."""
+    sizes = keep.sum(axis=1)
+    if sizes.min() < 1:
+        raise ConfigError("a model has an empty training set; DP-SGD needs at least one sample")
+    return np.minimum(1.0, batch_size / sizes)
+
+
+def noise_multiplier(dp: DPConfig, keep: np.ndarray, batch_size: int, total_steps: int) -> float:
+    """The population's sigma: the config's, or the one meeting ``target_epsilon`` at the largest
+    sampling rate of any model (so every model meets it; independent of how models are grouped)."""
+    if dp.noise_multiplier is not None:
+        return float(dp.noise_multiplier)
+    q = float(sample_rates(keep, batch_size).max())
+    return noise_for_target(float(dp.target_epsilon), float(dp.delta), q, int(total_steps), dp.accountant)
+
+
+def claim(dp: DPConfig, keep: np.ndarray, batch_size: int, total_steps: int,
+          model_ids: list[int] | None = None) -> DPClaim:
+    """The claimed ``(eps, delta)`` that holds for every model of ``model_ids`` (default: all rows
+    of the full ``keep``): the accountant's eps at their largest sampling rate (eps grows with q)."""
+    sigma = noise_multiplier(dp, keep, batch_size, total_steps)
+    q = float(sample_rates(keep if model_ids is None else keep[model_ids], batch_size).max())
+    eps = accountant_epsilon(sigma, q, int(total_steps), float(dp.delta), dp.accountant)
+    return DPClaim(eps, float(dp.delta), sigma, q, int(total_steps), dp.accountant)
+
+
+def dp_report(dp: DPConfig, keep: np.ndarray, batch_size: int, total_steps: int,
+              model_ids: list[int] | None = None) -> dict[str, Any]:
+    """JSON-ready claim of the models ``model_ids`` (``keep`` is the full population's: it fixes
+    sigma when ``target_epsilon`` is given); ``epsilon`` holds for each of them."""
+    worst = claim(dp, keep, batch_size, total_steps, model_ids)
+    rates = sample_rates(keep if model_ids is None else keep[model_ids], batch_size)
+    notes = []
+    if dp.bug != "none":
+        notes.append(f"deliberately BROKEN implementation ({dp.bug}): the claim is the correct one's")
+    if dp.sampling == "shuffle":
+        notes.append("shuffled batches accounted as if Poisson-sampled (as Opacus does)")
+    return {"mechanism": "DP-SGD (Abadi et al. 2016): per-sample clipping + Gaussian noise",
+            "epsilon": worst.epsilon, "delta": worst.delta, "accountant": f"opacus {dp.accountant}",
+            "noise_multiplier": worst.noise_multiplier, "steps": worst.steps,
+            "expected_batch_size": int(batch_size), "max_grad_norm": dp.max_grad_norm,
+            "sample_rate_max": worst.sample_rate, "sample_rate_min": float(rates.min()),
+            "config": dp.model_dump(mode="json"), "bug": dp.bug, "note": "; ".join(notes)}
+
+
+# -- one DP-SGD step, as pure tensor functions -----------------------------------------------------
+def per_sample_grads(base: torch.nn.Module, params: Grads, x: torch.Tensor, y: torch.Tensor) -> Grads:
+    """Per-sample gradients ``name -> [K, B, *shape]`` of the cross-entropy of each model
+    (``params`` stacked ``[K, ...]``) on its own batch ``x [K, B, ...]``, ``y [K, B]``."""
+    def loss(p: Grads, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(base, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    return vmap(vmap(grad(loss), in_dims=(None, 0, 0)), in_dims=(0, 0, 0))(params, x, y)
+
+
+def _expand(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return t.reshape(*t.shape, *([1] * (like.dim() - t.dim())))
+
+
+def grad_norms(grads: Grads, lead: int = 2) -> torch.Tensor:
+    """Global L2 norm over all parameters, per leading index (``[K, B]`` for per-sample grads)."""
+    return torch.sqrt(sum(g.flatten(lead).pow(2).sum(-1) for g in grads.values()))
+
+
+def clip_factors(grads: Grads, max_norm: float, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per model and sample, ``min(1, C / (||g_i|| + 1e-6))`` (Abadi et al. 2016, Alg. 1; the 1e-6
+    as Opacus), zero on masked (padded) rows. Returns ``(factors [K, B], norms [K, B])``."""
+    norms = grad_norms(grads)
+    factor = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    return (factor if mask is None else factor * mask), norms
+
+
+def clip_per_sample(grads: Grads, max_norm: float, mask: torch.Tensor | None = None) -> tuple[Grads, torch.Tensor]:
+    """The clipped per-sample gradients ``g_i * clip_factor_i`` and the norms before clipping."""
+    factor, norms = clip_factors(grads, max_norm, mask)
+    return {n: g * _expand(factor, g) for n, g in grads.items()}, norms
+
+
+def privatize(grads: Grads, mask: torch.Tensor, noise: Grads, *, max_norm: float, sigma: float,
+              expected_batch: float, bug: str = "none") -> Grads:
+    """The noisy gradient of each model ``[K, ...]`` from per-sample ``grads [K, B, ...]``,
+    ``mask [K, B]`` (1 = real row) and standard-normal ``noise [K, ...]``:
+    ``(sum_i clip(g_i) + sigma * C * noise) / B`` — or a deliberately broken variant."""
+    if bug == "clip_after_average":
+        avg = {n: torch.einsum("kb,kb...->k...", mask, g) / expected_batch for n, g in grads.items()}
+        factor = (max_norm / (grad_norms(avg, lead=1) + 1e-6)).clamp(max=1.0)
+        return {n: a * _expand(factor, a) + sigma * max_norm * noise[n] / expected_batch for n, a in avg.items()}
+    if bug not in ("none", "noise_not_scaled"):
+        raise ConfigError(f"unknown DP bug {bug!r}; choose none, noise_not_scaled or clip_after_average")
+    factor, _ = clip_factors(grads, max_norm, mask)
+    std = sigma if bug == "noise_not_scaled" else sigma * max_norm
+    return {n: (torch.einsum("kb,kb...->k...", factor, g) + std * noise[n]) / expected_batch
+            for n, g in grads.items()}
+
+
+# -- per-model randomness --------------------------------------------------------------------------
+def _noise_generators(root_seed: int, model_ids: list[int]) -> list[torch.Generator]:
+    seeds = [int(np.random.SeedSequence([root_seed, 0x4E4F, m]).generate_state(1)[0]) for m in model_ids]
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def draw_noise(gens: list[torch.Generator], shapes: dict[str, torch.Size]) -> Grads:
+    """Standard-normal noise ``name -> [K, *shape]``, model k's from its own generator."""
+    sizes = [math.prod(s) for s in shapes.values()]
+    flat = torch.stack([torch.randn(sum(sizes), generator=g) for g in gens])
+    return {n: part.reshape(len(gens), *s) for (n, s), part in zip(shapes.items(), flat.split(sizes, dim=1))}
+
+
+@dataclass
+class StepBatch:
+    x: torch.Tensor      # [K, Bmax, ...]
+    y: torch.Tensor      # [K, Bmax]
+    mask: torch.Tensor   # [K, Bmax] float, 1 = real row
+
+
+def poisson_epoch(root_seed: int, model_index: int, epoch: int, members: np.ndarray, steps: int, q: float,
+                  recipe: Recipe) -> list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Model ``model_index``'s Poisson batches for one epoch (each member independently with
+    probability ``q`` at every step) and their augmentation draws; depends on nothing else."""
+    rng = np.random.default_rng([root_seed, 0x4450, model_index, epoch])
+    chosen = rng.random((steps, len(members))) < q
+    out = []
+    for s in range(steps):
+        idx = members[chosen[s]]
+        out.append((idx, draw_augmentations(rng, len(idx), mirror=recipe.mirror, shift=recipe.shift)))
+    return out
+
+
+def _poisson_batch(x: torch.Tensor, y: torch.Tensor, parts, recipe: Recipe) -> StepBatch:
+    """Pad the K models' variable-size batches to the largest one (padded rows masked)."""
+    k, bmax = len(parts), max(1, max(len(idx) for idx, _ in parts))
+    idx = np.zeros((k, bmax), dtype=np.int64)
+    mask = np.zeros((k, bmax), dtype=np.float32)
+    flip = np.zeros((k, bmax), dtype=bool)
+    dx, dy = np.zeros((k, bmax), dtype=np.int64), np.zeros((k, bmax), dtype=np.int64)
+    for i, (rows, (f, a, b)) in enumerate(parts):
+        n = len(rows)
+        idx[i, :n], mask[i, :n], flip[i, :n], dx[i, :n], dy[i, :n] = rows, 1.0, f, a, b
+    xb = x[torch.from_numpy(idx.reshape(-1))]
+    if x.dim() == 4 and (recipe.mirror or recipe.shift):
+        xb = shift_and_mirror(xb, torch.from_numpy(flip.reshape(-1)), torch.from_numpy(dx.reshape(-1)),
+                              torch.from_numpy(dy.reshape(-1)), recipe.shift)
+    return StepBatch(xb.reshape(k, bmax, *x.shape[1:]), y[torch.from_numpy(idx)], torch.from_numpy(mask))
+
+
+def epoch_batches(x: torch.Tensor, y: torch.Tensor, model_ids: list[int], members: list[np.ndarray],
+                  rates: np.ndarray, epoch: int, steps: int, recipe: Recipe, root_seed: int, sampling: str):
+    """Yield the ``steps`` stacked batches of one epoch for the models ``model_ids``."""
+    if sampling == "shuffle":
+        plan = _stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe) for m, mem in zip(model_ids, members)])
+        ones = torch.ones(len(model_ids), recipe.batch_size)
+        for s in range(steps):
+            yield StepBatch(_batch(x, plan, s, recipe), y[plan["idx"][:, s]], ones)
+        return
+    per_model = [poisson_epoch(root_seed, m, epoch, mem, steps, float(q), recipe)
+                 for m, mem, q in zip(model_ids, members, rates)]
+    for s in range(steps):
+        yield _poisson_batch(x, y, [p[s] for p in per_model], recipe)
+
+
+# -- training --------------------------------------------------------------------------------------
+def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids: list[int], *, dp: DPConfig,
+                   spec: ArchSpec, recipe: Recipe, n_classes: int, root_seed: int, steps: int,
+                   backend: str = "auto", on_checkpoint: CheckpointFn | None = None,
+                   on_progress: ProgressFn | None = None) -> ModelGroup:
+    """Train the models ``model_ids`` (rows of the full ``keep[M, n]``) with DP-SGD; same contract
+    as :func:`privaudit.training.trainer.train_group`. The returned group carries ``.dp_claim``
+    (:func:`dp_report` of its models)."""
+    input_shape = tuple(x.shape[1:])
+    total = recipe.epochs * steps
+    sigma = noise_multiplier(dp, keep, recipe.batch_size, total)
+    rates = sample_rates(keep[model_ids], recipe.batch_size)
+    members = [np.flatnonzero(keep[m]) for m in model_ids]
+    inits = [init_model(spec, input_shape, n_classes, model_seed(root_seed, m)) for m in model_ids]
+    group = VmapGroup(spec, input_shape, n_classes, stack_states(inits))
+    base = build_model(spec, input_shape, n_classes).to("meta")
+    opt = make_optimizer(recipe, group.parameters())
+    gens = _noise_generators(root_seed, model_ids)
+    shapes = {n: p.shape[1:] for n, p in group.params().items()}
+    k = len(model_ids)
+    for epoch in range(1, recipe.epochs + 1):
+        batches = epoch_batches(x, y, model_ids, members, rates, epoch, steps, recipe, root_seed, dp.sampling)
+        for s, batch in enumerate(batches):
+            _set_lr(opt, recipe, (epoch - 1) * steps + s, total)
+            params = {n: p.detach() for n, p in group.params().items()}
+            grads = per_sample_grads(base, params, batch.x, batch.y)
+            noisy = privatize(grads, batch.mask, draw_noise(gens, shapes), max_norm=dp.max_grad_norm,
+                              sigma=sigma, expected_batch=recipe.batch_size, bug=dp.bug)
+            for n, p in group.params().items():
+                p.grad = noisy[n]
+            opt.step()
+        if not all(torch.isfinite(p).all() for p in group.parameters()):
+            raise TrainingError(f"DP-SGD diverged (non-finite parameters) in epoch {epoch} of models "
+                                f"{model_ids[0]}..{model_ids[-1]}; lower the learning rate")
+        if on_checkpoint and epoch in recipe.checkpoints:
+            on_checkpoint(epoch, group.state())
+        if on_progress:
+            on_progress(k * steps)
+    out = group_from_state(spec, input_shape, n_classes, group.state(), choose_backend(spec, backend))
+    out.dp_claim = dp_report(dp, keep, recipe.batch_size, total, model_ids)
+    return out.eval()
