@@ -110,7 +110,7 @@ def datasets() -> None:
     for col in ("name", "samples", "shape", "classes", "offline", "source / how to get"):
         table.add_column(col)
     for d in list_datasets():
-        table.add_row(d.name, str(d.n_train), "x".join(map(str, d.input_shape)), str(d.n_classes),
+        table.add_row(d.name, str(d.n_train or "-"), "x".join(map(str, d.input_shape)) or "-", str(d.n_classes or "-"),
                       "yes" if d.offline else "no", d.how_to_get)
     console.print(table)
 
