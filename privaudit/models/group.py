@@ -49,6 +49,15 @@ def unstack_state(state: dict[str, torch.Tensor], k: int) -> dict[str, torch.Ten
     return {n: t[k].clone().contiguous() for n, t in state.items()}
 
 
+def single_models(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
+                  state: dict[str, torch.Tensor]) -> Iterator[nn.Module]:
+    """Each model of a stacked state as a plain module in eval mode."""
+    for k in range(next(iter(state.values())).shape[0]):
+        model = build_model(spec, input_shape, n_classes)
+        model.load_state_dict(unstack_state(state, k))
+        yield model.eval()
+
+
 class WideMLP(ModelGroup):
     """K MLPs as one network: layer l holds ``weight[K, in, out]`` and ``bias[K, 1, out]``."""
 
@@ -81,11 +90,7 @@ class WideMLP(ModelGroup):
         return out
 
     def models(self) -> Iterator[nn.Module]:
-        state = self.state()
-        for k in range(self.n_models):
-            model = build_model(self.spec, self.input_shape, self.n_classes)
-            model.load_state_dict(unstack_state(state, k))
-            yield model.eval()
+        return single_models(self.spec, self.input_shape, self.n_classes, self.state())
 
 
 class ModuleList(ModelGroup):
@@ -142,11 +147,7 @@ class VmapGroup(ModelGroup):
         return {n: p.detach().clone() for n, p in zip(self.names, self.stacked)}
 
     def models(self) -> Iterator[nn.Module]:
-        state = self.state()
-        for k in range(self.n_models):
-            model = build_model(self.spec, self.input_shape, self.n_classes)
-            model.load_state_dict(unstack_state(state, k))
-            yield model.eval()
+        return single_models(self.spec, self.input_shape, self.n_classes, self.state())
 
 
 def group_from_state(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
@@ -156,10 +157,5 @@ def group_from_state(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: in
         return WideMLP(spec, input_shape, n_classes, state)
     if backend == "vmap":
         return VmapGroup(spec, input_shape, n_classes, state)
-    k = next(iter(state.values())).shape[0]
-    modules = []
-    for i in range(k):
-        m = build_model(spec, input_shape, n_classes)
-        m.load_state_dict(unstack_state(state, i))
-        modules.append(m)
+    modules = [m.train() for m in single_models(spec, input_shape, n_classes, state)]
     return ModuleList(modules, channels_last=spec.kind == "cnn")
