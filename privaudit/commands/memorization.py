@@ -104,15 +104,19 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def memorization(
             run_dir: Path = typer.Argument(..., help="an existing run directory (privaudit run)"),
-            attack: str = typer.Option("lira_online", "--attack", help="attack for per-sample TPR and the budget curve"),
+            attack: str = typer.Option("lira_online", "--attack",
+                                       help="attack for per-sample TPR and the budget curve"),
             fpr: float = typer.Option(1e-3, "--fpr", help="low FPR of the TPR metrics"),
             threshold: float = typer.Option(0.5, "--threshold", help="high memorization: mem > threshold"),
             budget_sizes: Optional[str] = typer.Option(None, "--budget-sizes",
-                                                       help="reference-model counts, e.g. 1,2,4,8 (default: powers of 2, then all)"),
+                                                       help="reference-model counts, e.g. 1,2,4,8 "
+                                                            "(default: powers of 2, then all)"),
             repeats: int = typer.Option(3, "--repeats", help="random reference draws per budget size"),
             budget_targets: int = typer.Option(4, "--budget-targets", help="target models of the budget curve"),
-            targets: Optional[int] = typer.Option(None, "--targets", help="target models of the tables (default: the run's)"),
-            tpr_targets: Optional[int] = typer.Option(None, "--tpr-targets", help="target models of the per-sample TPR (default: all)"),
+            targets: Optional[int] = typer.Option(None, "--targets",
+                                                  help="target models of the tables (default: the run's)"),
+            tpr_targets: Optional[int] = typer.Option(None, "--tpr-targets",
+                                                      help="target models of the per-sample TPR (default: all)"),
             epoch: Optional[int] = typer.Option(None, "--epoch", help="checkpoint epoch (default: final)"),
             bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples for the CIs"),
             seed: int = typer.Option(0, "--seed", help="seed of the draws and bootstraps")) -> None:

@@ -258,7 +258,8 @@ def _series(curve: list[dict], group: str, metric: str, sizes) -> tuple[np.ndarr
     return mean, np.vstack([mean - lo, hi - mean])
 
 
-def plot_budget(curve: list[dict], bound: dict[str, Any], sizes, folder: Path, *, fpr: float, title: str) -> dict[str, Path]:
+def plot_budget(curve: list[dict], bound: dict[str, Any], sizes, folder: Path, *, fpr: float,
+                title: str) -> dict[str, Path]:
     """Measured AUC / TPR vs R per group (95 % bootstrap CIs) with the reconstructed 1/H^2
     prediction next to it (share of the group with c / H^2 <= R, c = 1); budget_bound.png has both
     the 1/H^2 and 1/mem^2 predictions."""
@@ -289,6 +290,83 @@ def _mem_summary(mem: np.ndarray, mask: np.ndarray, threshold: float) -> dict[st
             f"frac_above_{threshold:g}": float((m > threshold).mean()) if m.size else None}
 
 
+def definitions(opts: MemorizationOptions, *, m_models: int, n_excluded: int, t_table: int, n_tpr: int,
+                has_groups: bool) -> dict[str, Any]:
+    """What every number of ``memorization.json`` means (written into the document)."""
+    inside = " inside the under-represented group (the seed's singletons)" if has_groups else ""
+    return {
+        "correct": "argmax of the identity query's logits == label",
+        "mem": "Feldman & Zhang 2020: mean correctness over IN models - over OUT models (all models); "
+               "se = sqrt(p_in(1-p_in)/n_in + p_out(1-p_out)/n_out)",
+        "mem_selection": f"the same estimator over the {m_models - n_excluded} reference models only (models "
+                         f"{n_excluded}..{m_models - 1}): selects the high-memorization targets without looking "
+                         "at the target models",
+        "privacy_score": "d(x) = |mu_in - mu_out| / (sigma_in + sigma_out) of phi over all models "
+                         "(Carlini et al. 2022 Sec. VII-B), mean over queries",
+        "per_sample_tpr": f"{opts.attack} scored leave-one-model-out against {n_tpr} target models; per target one "
+                          f"global strict threshold at FPR <= {opts.fpr:g}; fraction of the targets containing the "
+                          "sample that flag it",
+        "groups": {"all": "every pool sample", "under": "data/group.npy == 1 (the mixture's under-represented group)",
+                   "high_mem": f"mem_selection > {opts.threshold:g}{inside}"},
+        "tables": f"targets 0..{t_table - 1}; per target the ROC over the group's own members and non-members "
+                  f"(strict TPR at FPR <= {opts.fpr:g}: with fewer than 1/FPR non-members this is the TPR at zero "
+                  "false positives, see fpr_resolution); tpr_global: the group's TPR at the target's threshold set "
+                  "on all non-members; mean ± std over targets, 95% bootstrap CI of the mean",
+        "budget": f"targets 0..{opts.budget_targets - 1}; R reference models drawn from the others, nested draws, "
+                  f"{opts.repeats} repeats; 'random' = as many samples as high_mem, uniformly from the pool; "
+                  f"R too small for {opts.attack} uses {FALLBACK.get(opts.attack, 'no fallback')}",
+        "saturation": f"fewest R within {SATURATION:.0%} of the way from chance to the group's value at the largest "
+                      "R; factor = R_max / R (the seed's '5 models match 2000' reading)",
+        "high_mem_vs_random": "fewest R_a at which high_mem reaches what random reaches with the largest R; "
+                              "factor = R_max / R_a",
+        "capped": "true when R (R_a) is the smallest size evaluated: the factor is then limited by the population "
+                  "(R_max), a lower bound on what a larger population would show",
+        "bound": "RECONSTRUCTED (seed math stripped, spec 6.2): N_i = c / H^2_i (Lemma 2; H^2 of the Gaussian IN/OUT "
+                 "fits of phi) and N_i = 2c / mem_i^2 (Corollary 1 via H^2 >= mem^2/2), c = 1 unknown: only the "
+                 "scaling and the const-free ratio between groups are predictions"}
+
+
+def _tables(cfg: RunConfig, store: RunStore, groups: dict[str, np.ndarray], targets: list[int], epoch: int,
+            keep: np.ndarray, labels: np.ndarray, opts: MemorizationOptions, cache: dict) -> dict[str, Any]:
+    """Per attack of the run: :func:`group_metrics` for every group (or the reason it was skipped)."""
+    tables: dict[str, Any] = {}
+    for a in cfg.attacks:
+        label = attack_label(a)
+        try:
+            scores, source = attack_scores(store, a, epoch, targets, keep, labels, cache)
+        except PrivauditError as err:
+            tables[label] = {"skipped": str(err)}
+            continue
+        tables[label] = {"scores": source, "groups": {
+            g: group_metrics(scores, keep[targets], mask, fpr=opts.fpr, mode=cfg.evaluation.tpr_mode,
+                             n_boot=opts.n_boot, seed=opts.seed) for g, mask in groups.items()}}
+    return tables
+
+
+def _correlations(mem: memo.MemorizationResult, pscore: np.ndarray, tpr: np.ndarray, group_ids: np.ndarray | None,
+                  opts: MemorizationOptions) -> dict[str, Any]:
+    """Spearman of mem vs privacy score and vs per-sample TPR, over all samples and inside the group."""
+    n_boot = max(opts.n_boot, 1)
+    report = memo.memorization_report(mem, pscore, tpr, n_boot=n_boot, seed=opts.seed)
+    if group_ids is not None:
+        u = group_ids == 1
+        report["under_represented"] = memo.memorization_report(mem.mem[u], pscore[u], tpr[u], n_boot=n_boot,
+                                                               seed=opts.seed)
+    return report
+
+
+def _write(store: RunStore, doc: dict[str, Any], arrays: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+           curve: list[dict], bound: dict[str, Any], sizes, opts: MemorizationOptions) -> dict[str, Path]:
+    paths = {"json": store.save_json(f"{OUT}/memorization.json", doc)}
+    for name, arr in arrays.items():
+        paths[name] = store.save_npy(f"{OUT}/{name}.npy", np.asarray(arr, dtype=np.float32))
+    for name in ("high_mem", "random"):
+        if name in masks:
+            paths[f"{name}_mask"] = store.save_npy(f"{OUT}/{name}_mask.npy", masks[name])
+    title = f"{doc['run']}: {opts.attack}, {len(sizes)} budgets, {opts.budget_targets} targets"
+    return paths | plot_budget(curve, bound, sizes, store.path(OUT), fpr=opts.fpr, title=title)
+
+
 def run_memorization(run_dir: str | Path, opts: MemorizationOptions = MemorizationOptions()) -> MemorizationOutput:
     """The whole stage on an existing run (module docstring); returns the JSON document and paths."""
     store = RunStore(run_dir)
@@ -305,7 +383,7 @@ def run_memorization(run_dir: str | Path, opts: MemorizationOptions = Memorizati
     group_ids = np.asarray(store.load_npy("data/group.npy"))[:n] if store.path("data", "group.npy").exists() else None
     cache: dict = {}
 
-    # 1. memorization (all models; selection from the reference models only)
+    # 1. memorization (all models; the selection uses the reference models only)
     correct = correctness(pipeline.load_logits(store, epoch), labels)
     mem_all = memo.feldman_zhang(correct, keep)
     t_table = opts.table_targets or cfg.evaluation.targets
@@ -318,28 +396,11 @@ def run_memorization(run_dir: str | Path, opts: MemorizationOptions = Memorizati
     spec = get_attack(opts.attack)
     signal = pipeline.load_signal(store, spec.signal, epoch, labels, cache)
     tpr_targets = list(range(opts.tpr_targets or m_models))
-    tpr_scores = score_targets(spec, signal, keep, labels, tpr_targets)
-    tpr = memo.per_sample_tpr(tpr_scores, keep[tpr_targets], opts.fpr)
-    report = memo.memorization_report(mem_all, pscore, tpr, n_boot=max(opts.n_boot, 1), seed=opts.seed)
-    if group_ids is not None:
-        under = group_ids == 1
-        report["under_represented"] = memo.memorization_report(
-            mem_all.mem[under], pscore[under], tpr[under], n_boot=max(opts.n_boot, 1), seed=opts.seed)
+    tpr = memo.per_sample_tpr(score_targets(spec, signal, keep, labels, tpr_targets), keep[tpr_targets], opts.fpr)
 
     # 3. per-group tables for every attack of the run
     groups = table_groups(group_ids, mem_sel.mem, opts.threshold)
-    t_targets = list(range(t_table))
-    tables: dict[str, Any] = {}
-    for a in cfg.attacks:
-        label = attack_label(a)
-        try:
-            scores, source = attack_scores(store, a, epoch, t_targets, keep, labels, cache)
-        except PrivauditError as err:
-            tables[label] = {"skipped": str(err)}
-            continue
-        tables[label] = {"scores": source, "groups": {
-            g: group_metrics(scores, keep[t_targets], mask, fpr=opts.fpr, mode=cfg.evaluation.tpr_mode,
-                             n_boot=opts.n_boot, seed=opts.seed) for g, mask in groups.items()}}
+    tables = _tables(cfg, store, groups, list(range(t_table)), epoch, keep, labels, opts, cache)
 
     # 4. shadow-model budget and the reconstructed bound
     bgroups = budget_groups(groups["high_mem"], group_ids, opts.seed)
@@ -353,53 +414,15 @@ def run_memorization(run_dir: str | Path, opts: MemorizationOptions = Memorizati
 
     doc = {"run": cfg.name, "epoch": epoch, "n_models": m_models, "n_samples": n,
            "attack": opts.attack, "fpr": opts.fpr, "threshold": opts.threshold,
-           "definitions": {
-               "correct": "argmax of the identity query's logits == label",
-               "mem": "Feldman & Zhang 2020: mean correctness over IN models - over OUT models (all models); "
-                      "se = sqrt(p_in(1-p_in)/n_in + p_out(1-p_out)/n_out)",
-               "mem_selection": f"the same estimator over the {m_models - n_excluded} reference models only (models "
-                                f"{n_excluded}..{m_models - 1}): selects the high-memorization targets without "
-                                "looking at the target models",
-               "privacy_score": "d(x) = |mu_in - mu_out| / (sigma_in + sigma_out) of phi over all models "
-                                "(Carlini et al. 2022 Sec. VII-B), mean over queries",
-               "per_sample_tpr": f"{opts.attack} scored leave-one-model-out against {len(tpr_targets)} target models; "
-                                 f"per target one global strict threshold at FPR <= {opts.fpr:g}; fraction of the "
-                                 "targets containing the sample that flag it",
-               "groups": {"all": "every pool sample", "under": "data/group.npy == 1 (the mixture's under-represented group)",
-                          "high_mem": f"mem_selection > {opts.threshold:g}"
-                                      + (" inside the under-represented group (the seed's singletons)" if group_ids is not None else "")},
-               "tables": f"targets 0..{t_table - 1}; per target the ROC over the group's own members and non-members "
-                         f"(strict TPR at FPR <= {opts.fpr:g}: with fewer than 1/FPR non-members this is the TPR at zero "
-                         "false positives, see fpr_resolution); tpr_global: the group's TPR at the target's threshold "
-                         "set on all non-members; mean ± std over targets, 95% bootstrap CI of the mean",
-               "budget": f"targets 0..{opts.budget_targets - 1}; R reference models drawn from the others, nested draws, "
-                         f"{opts.repeats} repeats; 'random' = as many samples as high_mem, uniformly from the pool; "
-                         f"R too small for {opts.attack} uses {FALLBACK.get(opts.attack, 'no fallback')}",
-               "saturation": f"fewest R within {SATURATION:.0%} of the way from chance to the group's value at the "
-                             "largest R; factor = R_max / R (the seed's '5 models match 2000' reading)",
-               "high_mem_vs_random": "fewest R_a at which high_mem reaches what random reaches with the largest R; "
-                                     "factor = R_max / R_a",
-               "capped": "true when R (R_a) is the smallest size evaluated: the factor is then limited by the "
-                         "population (R_max), a lower bound on what a larger population would show",
-               "bound": "RECONSTRUCTED (seed math stripped, spec 6.2): N_i = c / H^2_i (Lemma 2; H^2 of the Gaussian "
-                        "IN/OUT fits of phi) and N_i = 2c / mem_i^2 (Corollary 1 via H^2 >= mem^2/2), c = 1 unknown: "
-                        "only the scaling and the const-free ratio between groups are predictions"},
+           "definitions": definitions(opts, m_models=m_models, n_excluded=n_excluded, t_table=t_table,
+                                      n_tpr=len(tpr_targets), has_groups=group_ids is not None),
            "memorization": {"all_models": mem_all.summary(), "selection": mem_sel.summary(),
-                            "by_group": {g: _mem_summary(mem_all.mem, mask, opts.threshold) for g, mask in groups.items()}},
-           "correlations": report,
+                            "by_group": {g: _mem_summary(mem_all.mem, mask, opts.threshold)
+                                         for g, mask in groups.items()}},
+           "correlations": _correlations(mem_all, pscore, tpr, group_ids, opts),
            "tables": tables,
            "budget": {"sizes": list(sizes), "groups": {g: int(m.sum()) for g, m in bgroups.items()},
                       "curve": curve, "reductions": reductions, "bound": bound}}
-
-    folder = store.path(OUT)
-    paths = {"json": store.save_json(f"{OUT}/memorization.json", doc)}
     arrays = {"mem": mem_all.mem, "mem_se": mem_all.se, "mem_selection": mem_sel.mem, "privacy_score": pscore,
               "per_sample_tpr": tpr, "hellinger_sq": h2}
-    for name, arr in arrays.items():
-        paths[name] = store.save_npy(f"{OUT}/{name}.npy", np.asarray(arr, dtype=np.float32))
-    for name in ("high_mem", "random"):
-        if name in bgroups:
-            paths[f"{name}_mask"] = store.save_npy(f"{OUT}/{name}_mask.npy", bgroups[name])
-    paths |= plot_budget(curve, bound, sizes, folder, fpr=opts.fpr,
-                         title=f"{cfg.name}: {opts.attack}, {len(sizes)} budgets, {opts.budget_targets} targets")
-    return MemorizationOutput(doc, paths)
+    return MemorizationOutput(doc, _write(store, doc, arrays, bgroups, curve, bound, sizes, opts))
