@@ -125,6 +125,11 @@ class AttackConfig(Strict):
     label: str | None = None         # name shown in tables (default: name)
     params: dict[str, Any] = {}
 
+    @property
+    def key(self) -> str:
+        """This attack's name in tables and result files."""
+        return self.label or (self.name if not self.signal else f"{self.name}[{self.signal}]")
+
 
 class EvaluationConfig(Strict):
     targets: int = Field(8, ge=1)    # leave-one-model-out over this many target models

@@ -97,16 +97,11 @@ def correctness(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.asarray(logits[:, :, 0]).argmax(axis=-1) == labels[None, :]
 
 
-def attack_label(a: AttackConfig) -> str:
-    """The label ``pipeline.evaluate`` gives an attack (its score file name)."""
-    return a.label or (a.name if not a.signal else f"{a.name}[{a.signal}]")
-
-
 def attack_scores(store: RunStore, a: AttackConfig, epoch: int, targets: list[int], keep: np.ndarray,
                   labels: np.ndarray, cache: dict) -> tuple[np.ndarray, str]:
     """Scores ``float [T, n]`` of targets ``0..T-1``: the run's saved scores when they cover these
     targets, else computed leave-one-model-out (nothing is written). Returns (scores, source)."""
-    rel = f"results/epoch_{epoch:04d}/scores_{attack_label(a)}.npy"
+    rel = f"results/epoch_{epoch:04d}/scores_{a.key}.npy"
     if targets == list(range(len(targets))) and store.path(rel).exists():
         saved = store.load_npy(rel, mmap=True)
         if saved.shape[0] >= len(targets) and saved.shape[1] == keep.shape[1]:
@@ -331,7 +326,7 @@ def _tables(cfg: RunConfig, store: RunStore, groups: dict[str, np.ndarray], targ
     """Per attack of the run: :func:`group_metrics` for every group (or the reason it was skipped)."""
     tables: dict[str, Any] = {}
     for a in cfg.attacks:
-        label = attack_label(a)
+        label = a.key
         try:
             scores, source = attack_scores(store, a, epoch, targets, keep, labels, cache)
         except PrivauditError as err:

@@ -292,7 +292,7 @@ def evaluate(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: int | None
     for a in attacks if attacks is not None else cfg.attacks:
         spec = get_attack(a.name)
         signal_name = a.signal or spec.signal
-        label = a.label or (a.name if not a.signal else f"{a.name}[{a.signal}]")
+        label = a.key
         signal = load_signal(store, signal_name, epoch, labels, cache)
         res = evaluate_attack(spec, signal, keep, labels, targets, fprs=tuple(ev.fprs), mode=ev.tpr_mode,
                               n_boot=ev.bootstrap, seed=ev.seed, name=label, **dict(a.params))
