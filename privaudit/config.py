@@ -170,9 +170,9 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _enough_models(self) -> "RunConfig":
-        if self.evaluation.targets > self.population.n_models - 1:
-            raise ValueError(f"evaluation.targets={self.evaluation.targets} leaves no reference model "
-                             f"among n_models={self.population.n_models}")
+        if self.evaluation.targets > self.population.n_models:
+            raise ValueError(f"evaluation.targets={self.evaluation.targets} exceeds "
+                             f"n_models={self.population.n_models}")
         return self
 
     @property

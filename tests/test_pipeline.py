@@ -112,7 +112,7 @@ def test_attacks_stay_at_chance_when_membership_is_shuffled(tmp_path):
     ({"training": {"epochs": 0}}, "training.epochs"),
     ({"traning": {"epochs": 3}}, "traning"),
     ({"data": {"name": "no-such-data"}}, "unknown dataset"),
-    ({"evaluation": {"targets": 8}}, "no reference model"),
+    ({"evaluation": {"targets": 9}}, "exceeds"),
 ])
 def test_bad_configs_get_one_line_errors(tmp_path, patch, message):
     data = json.loads(json.dumps(SMALL)) | {"out": str(tmp_path)}

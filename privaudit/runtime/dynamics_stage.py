@@ -34,6 +34,7 @@ from privaudit.runtime.store import RunStore
 
 OUT = "results/dynamics"
 MIN_CHECKPOINTS = 2
+MIN_HV = 10                 # fewer final highly-vulnerable samples than this: no verdict from the HV region
 EARLY_FRACTION = 0.5        # "early" = the last checkpoint at or before this fraction of training
 EARLY_PRECISION = 0.5       # "largely determined": at least half of the final top-k already found
 SECONDARY_PRECISION = 0.7   # the secondary summary's "~70 % identified early"
@@ -68,20 +69,6 @@ def _scores_path(epoch: int, label: str) -> str:
     return f"results/epoch_{epoch:04d}/scores_{label}.npy"   # where pipeline.evaluate(save=True) writes
 
 
-def _metrics_paths(cfg: RunConfig, epoch: int) -> list[str]:
-    paths = [f"results/epoch_{epoch:04d}/metrics.json"]
-    return paths + (["results/metrics.json"] if epoch == cfg.training.epochs else [])
-
-
-def _keep_other_attacks(store: RunStore, rel: str, previous: dict[str, Any] | None) -> None:
-    """pipeline.evaluate rewrites metrics.json with only the attacks it ran: put the others back."""
-    if previous is None or not store.path(rel).exists():
-        return
-    doc = store.load_json(rel)
-    doc["attacks"] = {**previous.get("attacks", {}), **doc["attacks"]}
-    store.save_json(rel, doc)
-
-
 def score_checkpoints(cfg: RunConfig, store: RunStore, epochs: list[int], attack: str,
                       n_targets: int) -> tuple[np.ndarray, list[int], str]:
     """Scores ``float [P, T, n]`` of targets ``0..T-1`` at every epoch, scoring only the epochs
@@ -98,11 +85,8 @@ def score_checkpoints(cfg: RunConfig, store: RunStore, epochs: list[int], attack
         if store.path(rel).exists() and store.load_npy(rel, mmap=True).shape == (n_targets, n):
             out.append(np.asarray(store.load_npy(rel), dtype=np.float64))
             continue
-        previous = {p: store.load_json(p) for p in _metrics_paths(cfg, epoch) if store.path(p).exists()}
         res = pipeline.evaluate(ev_cfg, store, attacks=[AttackConfig(name=attack, label=label)],
                                 epoch=epoch, save=True)
-        for p in _metrics_paths(cfg, epoch):
-            _keep_other_attacks(store, p, previous.get(p))
         out.append(np.asarray(res[label].scores, dtype=np.float64))
         scored.append(epoch)
     return np.stack(out), scored, label
@@ -210,8 +194,8 @@ def claims(report: dyn.DynamicsReport, cross: dict[str, Any] | None = None,
     ep = report.early_prediction
     i = _early_index(report.epochs)
     prec, lo = ep["precision"][i], ep["precision_lo"][i]
-    if prec is None or not np.isfinite(prec):
-        verdict = "undetermined"
+    if prec is None or not np.isfinite(prec) or lo is None or not np.isfinite(lo):
+        verdict = "undetermined (no interval: bootstrap off or no samples)"
     elif lo > ep["chance"] and prec >= EARLY_PRECISION:
         verdict = "reproduced"
     elif lo > ep["chance"]:
@@ -240,9 +224,12 @@ def _hv_claim(hv: dict[str, Any], epochs, i: int) -> dict[str, Any]:
     rule = (f"[reconstructed] share of the final highly-vulnerable region already in it at the last checkpoint "
             f"<= {EARLY_FRACTION:.0%} of training; reproduced when >= {EARLY_PRECISION} with its 95% "
             "Clopper-Pearson lower bound above chance (= share of all samples in the region then)")
-    if not hv.get("available"):
-        return {"claim": claim, "measure": "recall of the final highly-vulnerable set (none at the end)",
-                "value": None, "ci": [None, None], "n": 0, "verdict": "undetermined", "rule": rule}
+    if not hv.get("available") or hv["n_final"] < MIN_HV:
+        return {"claim": claim, "measure": f"recall of the final highly-vulnerable set ({hv['n_final']} samples at "
+                                           f"the end; a verdict needs >= {MIN_HV})",
+                "value": hv["recall"][i] if hv.get("available") else None,
+                "ci": [hv["recall_lo"][i], hv["recall_hi"][i]] if hv.get("available") else [None, None],
+                "n": hv["n_final"], "verdict": "undetermined (too few highly-vulnerable samples)", "rule": rule}
     rec, lo, chance = hv["recall"][i], hv["recall_lo"][i], hv["chance"][i]
     verdict = ("reproduced" if lo > chance and rec >= EARLY_PRECISION else
                "partly (above chance, below 50 %)" if lo > chance else "not reproduced")
@@ -257,7 +244,8 @@ def analyze_population(scores: np.ndarray, keep_targets: np.ndarray, epochs, *, 
                        train_correct=None, train_keep=None, fpr: float = 0.01, top_frac: float = 0.1,
                        n_boot: int = 200, seed: int = 0) -> tuple[dyn.DynamicsReport, dict[str, Any]]:
     """Pure part of the stage: :func:`privaudit.analysis.dynamics.analyze` plus the cross-model
-    (split-half) curve and the claims verdicts. Returns the report and its JSON document."""
+    (split-half) curve, the highly-vulnerable-region identification and the claims verdicts.
+    Returns the report and its JSON document."""
     ep = [int(e) for e in epochs]
     report = dyn.analyze(scores, keep_targets, ep, train_loss=train_loss, train_correct=train_correct,
                          train_keep=train_keep, fpr=fpr, top_frac=top_frac, n_boot=n_boot, seed=seed)
@@ -332,7 +320,8 @@ def plot_trajectories(traj: np.ndarray, final_v: np.ndarray, epochs, path: Path,
     ax.plot([0, 1], [0, 1], "k--", lw=0.6)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=norm)
     fig.colorbar(sm, ax=ax, label="final vulnerability TPR_i - FPR_i")
-    ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), xlabel="FPR_i (fraction of OUT targets flagged)",
+    x_hi = min(1.03, max(0.25, 1.15 * float(np.nanmax(traj[:, pick, 0])) + step))   # FPR_i stays small at low FPR
+    ax.set(xlim=(-0.03 * x_hi, x_hi), ylim=(-0.03, 1.03), xlabel="FPR_i (fraction of OUT targets flagged)",
            ylabel="TPR_i (fraction of IN targets flagged)")
     ax.set_title(title or "sample trajectories", fontsize=10)
     ax.text(0.98, 0.02, f"{len(pick)} samples (dot = final, epochs {int(epochs[0])}..{int(epochs[-1])}; jittered)",

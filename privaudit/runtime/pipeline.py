@@ -301,9 +301,13 @@ def evaluate(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: int | None
         if save:
             store.save_npy(f"results/epoch_{epoch:04d}/scores_{label}.npy", res.scores.astype(np.float32))
     if save:
-        store.save_json(f"results/epoch_{epoch:04d}/metrics.json", metrics_document(cfg, results, epoch))
+        doc = metrics_document(cfg, results, epoch)
+        rel = f"results/epoch_{epoch:04d}/metrics.json"
+        if store.path(rel).exists():   # keep attacks scored earlier (each entry names its own targets)
+            doc["attacks"] = store.load_json(rel)["attacks"] | doc["attacks"]
+        store.save_json(rel, doc)
         if epoch == cfg.training.epochs:
-            store.save_json("results/metrics.json", metrics_document(cfg, results, epoch))
+            store.save_json("results/metrics.json", doc)
     return results
 
 
