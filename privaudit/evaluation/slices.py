@@ -3,10 +3,11 @@ class or one user-defined subgroup of the pool.
 
 A slice is a bool mask over the ``n`` pool samples. Within a slice, target model t's members are
 the slice samples with ``keep[t]`` True and its non-members the others, so the metrics answer
-"how well does the attack separate members from non-members *of this slice*" (the per-class ROC of
-Song & Mittal 2021, Sec. 4, computed correctly on the slice's samples only, and LiRA's per-example
-view of Carlini et al. 2022, Sec. VII, aggregated to subgroups). The attacks themselves are not
-refitted: the scores come from the full population (thresholds are per slice, fitted by the ROC).
+"how well does the attack separate members from non-members *of this slice*". This is the
+per-class ROC of the Song & Mittal 2021 evaluation computed on the slice's samples only (the
+Curvature-Clues notebook loop scores the full arrays, ALGORITHMS.md §2), and a subgroup view of
+the per-example vulnerability of Carlini et al. 2022, Sec. VII-B. The attacks are not refitted:
+the scores come from the whole population; only the ROC (hence the thresholds) is per slice.
 
 Slicings are given as ``{name: array}``: a bool ``[n]`` mask is one slice called ``name``; an
 integer ``[n]`` array (labels, ``data/group.npy``, ``data/kind.npy``) gives one slice per value,
@@ -148,8 +149,17 @@ def standard_slices(labels: np.ndarray, kind: np.ndarray | None = None,
     return slices, names
 
 
+def run_slices(results: Mapping[str, Any], keep_targets: np.ndarray, labels: np.ndarray, *,
+               kind: np.ndarray | None = None, group: np.ndarray | None = None,
+               extra: Mapping[str, np.ndarray] | None = None, **options: Any) -> dict[str, Any]:
+    """:func:`slice_tables` over :func:`standard_slices` (plus ``extra`` user slicings): the
+    ``slices.json`` document of a run. ``options``: fprs, mode, n_boot, seed."""
+    slices, names = standard_slices(labels, kind, group)
+    return slice_tables(results, keep_targets, {**slices, **(extra or {})}, names=names, **options)
+
+
 # -- console rendering ---------------------------------------------------------------------------
-def _cell(entry: dict[str, Any], metric: str) -> str:
+def format_cell(entry: dict[str, Any], metric: str) -> str:
     if "summary" not in entry:
         return entry["status"]
     s = entry["summary"][metric]
@@ -181,6 +191,6 @@ def render_slices(doc: dict[str, Any], metric: str = "auc", attacks: Sequence[st
         for label, row in rows.items():
             mem = f"{row['members']['mean']:.0f}" if "members" in row else "0"
             non = f"{row['non_members']['mean']:.0f}" if "non_members" in row else "0"
-            table.add_row(label, str(row["n"]), mem, non, *[_cell(row["attacks"][k], metric) for k in names])
+            table.add_row(label, str(row["n"]), mem, non, *[format_cell(row["attacks"][k], metric) for k in names])
         tables.append(table)
     return tables

@@ -44,6 +44,22 @@ def metrics_html(document: dict[str, Any]) -> str:
             f"TPR convention: {html.escape(document['tpr_at_fpr'])}. {html.escape(document['protocol'])}.</p>")
 
 
+def slices_html(doc: dict[str, Any], metric: str = "auc") -> str:
+    """One table per slicing (class, canary kind, mixture group): rows = slices, columns = attacks."""
+    from privaudit.evaluation.slices import format_cell
+
+    out = []
+    for family, rows in doc["slicings"].items():
+        names = list(next(iter(rows.values()), {}).get("attacks", {}))
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        body = "".join(f"<tr><td>{html.escape(label)}</td><td>{row['n']}</td>" +
+                       "".join(f"<td>{html.escape(format_cell(row['attacks'][k], metric))}</td>" for k in names) +
+                       "</tr>" for label, row in rows.items())
+        out.append(f"<h3>{html.escape(family)}</h3><table><tr><th>slice</th><th>n</th>{head}</tr>{body}</table>")
+    return "".join(out) + ("<p class=note>mean over targets [95% bootstrap CI]; * some targets left out "
+                           "(one membership class in the slice)</p>")
+
+
 def sample_grid(x: np.ndarray, idx: np.ndarray, captions: list[str], mean, std) -> str:
     """Thumbnails of image samples ``x[idx]`` (undoing the normalisation) as one embedded PNG."""
     if x.ndim != 4 or len(idx) == 0:

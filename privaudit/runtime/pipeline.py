@@ -308,7 +308,21 @@ def evaluate(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: int | None
         store.save_json(rel, doc)
         if epoch == cfg.training.epochs:
             store.save_json("results/metrics.json", doc)
+        store.save_json(f"results/epoch_{epoch:04d}/slices.json", slices_document(cfg, store, results, labels))
     return results
+
+
+def slices_document(cfg: RunConfig, store: RunStore, results: dict, labels: np.ndarray) -> dict[str, Any]:
+    """Metrics per class, per canary kind and per mixture group (``slices.json``)."""
+    from privaudit.evaluation.slices import run_slices
+
+    ev = cfg.evaluation
+    optional = lambda f: np.asarray(store.load_npy(f))[:len(labels)] if store.path(f).exists() else None
+    keep = store.load_npy("keep.npy")
+    targets = next(iter(results.values())).targets
+    return run_slices(results, keep[targets], labels, kind=optional("data/kind.npy"),
+                      group=optional("data/group.npy"), fprs=tuple(ev.fprs), mode=ev.tpr_mode,
+                      n_boot=ev.bootstrap, seed=ev.seed)
 
 
 def metrics_document(cfg: RunConfig, results: dict, epoch: int) -> dict[str, Any]:
@@ -350,6 +364,9 @@ def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int) -> Path:
                      "/ (sigma_in + sigma_out) of phi over all models (Carlini et al. 2022, Sec. VII-B); full "
                      f"array in {folder}/privacy_score.npy</p>" + grid +
                      f"<table><tr><th>sample</th><th>label</th><th>d(x)</th></tr>{rows}</table>"))
+    slices_path = store.path(folder, "slices.json")
+    if slices_path.exists():
+        sections.append(("Per-slice AUC", rh.slices_html(store.load_json(f"{folder}/slices.json"))))
     if store.signal_file("curvature", epoch).exists():
         curv = store.load_npy(store.signal_file("curvature", epoch)).mean(axis=-1)
         png = histograms({"all models": (curv.ravel(), keep.ravel()), "target model 0": (curv[0], keep[0])},

@@ -7,6 +7,8 @@ All functions take ``logits: float[..., C]`` and ``labels: int[n]`` where the sa
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from privaudit.errors import SignalError
@@ -106,6 +108,11 @@ def taylor_conf(logits: np.ndarray, labels: np.ndarray, *, temperature: float = 
     shifted = z.copy()
     np.put_along_axis(shifted, index, np.take_along_axis(z, index, -1) - margin, axis=-1)
     t = sum(shifted**i / np.prod(np.arange(1, i + 1)) for i in range(order))
+    bad = float((t <= 0).mean())
+    if bad > 0.01:
+        warnings.warn(f"taylor_conf: the order-{order} Taylor polynomial is <= 0 for {bad:.0%} of logits "
+                      f"(logits/T below about -1.6 leave its valid range): the signal is unreliable for these "
+                      f"models; prefer the plain softmax signal (rmia_online)", stacklevel=2)
     return _true_class(t, labels) / t.sum(axis=-1)
 
 
