@@ -133,8 +133,8 @@ def audit(cfg, store: RunStore, *, attack: str = "lira_online", alpha: float = 0
     if epoch not in pipeline.signal_epochs(cfg):
         raise ConfigError(f"epoch {epoch} has no signals; choose one of {pipeline.signal_epochs(cfg)}")
     n_targets = targets or cfg.evaluation.targets
-    if not 1 <= n_targets <= cfg.population.n_models - 1:
-        raise ConfigError(f"--targets must lie in 1..{cfg.population.n_models - 1}, got {n_targets}")
+    if not 1 <= n_targets <= cfg.population.n_models:
+        raise ConfigError(f"--targets must lie in 1..{cfg.population.n_models}, got {n_targets}")
     claim = dp_claim(cfg, store, epoch)
     claimed = None if claim is None else float(claim["epsilon"])
     delta = float(claim["delta"] if claim is not None else 1e-5) if delta is None else float(delta)

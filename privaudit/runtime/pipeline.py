@@ -199,7 +199,15 @@ def train(cfg: RunConfig, store: RunStore) -> None:
         with progress_bar(f"train {n_models} models ({backend})", n_models * steps) as advance:
             tasks = [{"run_dir": str(store.root), "model_ids": ids} for ids in todo]
             run_tasks(train_group_task, tasks, workers=cfg.training.workers, advance=advance)
-    store.mark("train", groups=len(groups(cfg)))
+    info = {}
+    if cfg.training.dp is not None:
+        from privaudit.runtime.audit_stage import dp_claim
+        claim = dp_claim(cfg, store)   # also written to dp.json
+        info = {"claimed_epsilon": claim["epsilon"], "delta": claim["delta"]}
+        console.print(f"DP-SGD claim (Opacus {cfg.training.dp.accountant}): every model is "
+                      f"({claim['epsilon']:.3g}, {claim['delta']:g})-DP; noise multiplier "
+                      f"{claim['noise_multiplier']:.3g}{'; ' + claim['note'] if claim['note'] else ''}")
+    store.mark("train", groups=len(groups(cfg)), **info)
 
 
 def _group_done(cfg: RunConfig, store: RunStore, ids: list[int]) -> bool:

@@ -13,8 +13,8 @@ One step of model k (ALGORITHMS.md §8; Abadi et al. 2016, Alg. 1 lines "Compute
 * ``g = (sum_i clip(g_i) + N(0, sigma^2 C^2 I)) / B`` (B the *expected* batch size, as Opacus);
 * an elementwise optimizer (SGD/Adam of ``recipe.make_optimizer``) on the stacked parameters.
 
-The noise multiplier is the config's, or the smallest one the Opacus accountant (RDP or PRV)
-finds for ``target_epsilon`` at the largest sampling rate of the population; the claimed eps (of every
+The noise multiplier is the config's, or the one Opacus' ``get_noise_multiplier`` (RDP or PRV
+accountant) finds for ``target_epsilon`` at the largest sampling rate of the population; the claimed eps (of every
 model) is the accountant's at that largest rate (eps grows with q). Shuffled batches are accounted as if
 Poisson-sampled (what Opacus reports too; strictly, the analysis assumes Poisson sampling).
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ from privaudit.models.architectures import ArchSpec, build_model, init_model
 from privaudit.models.group import ModelGroup, VmapGroup, group_from_state, stack_states
 from privaudit.training.augment import draw_augmentations, shift_and_mirror
 from privaudit.training.recipe import Recipe, make_optimizer
-from privaudit.training.trainer import (CheckpointFn, ProgressFn, _batch, _set_lr, _stack_plans, choose_backend,
+from privaudit.training.trainer import (CheckpointFn, ProgressFn, plan_batch, set_lr, stack_plans, choose_backend,
                                         epoch_plan, model_seed)
 
 Grads = dict[str, torch.Tensor]
@@ -86,7 +87,10 @@ def accountant_epsilon(noise_multiplier: float, sample_rate: float, steps: int, 
         return math.inf
     acc = create_accountant(mechanism=accountant)
     acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
-    return float(acc.get_epsilon(delta=delta, **_accountant_kwargs(accountant)))
+    with warnings.catch_warnings():
+        if accountant == "prv":   # PRV sizes its domain with an internal RDP bound at a tiny delta
+            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        return float(acc.get_epsilon(delta=delta, **_accountant_kwargs(accountant)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -96,9 +100,11 @@ def noise_for_target(target_epsilon: float, delta: float, sample_rate: float, st
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
-        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
-                                          sample_rate=sample_rate, steps=steps, accountant=accountant,
-                                          **_accountant_kwargs(accountant)))
+        with warnings.catch_warnings():   # the search's first probes (sigma 20, 40, ...) need huge orders
+            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
+                                              sample_rate=sample_rate, steps=steps, accountant=accountant,
+                                              **_accountant_kwargs(accountant)))
     except ValueError as err:
         raise ConfigError(f"training.dp.target_epsilon={target_epsilon}: {err}") from None
 
@@ -253,10 +259,10 @@ def epoch_batches(x: torch.Tensor, y: torch.Tensor, model_ids: list[int], member
                   rates: np.ndarray, epoch: int, steps: int, recipe: Recipe, root_seed: int, sampling: str):
     """Yield the ``steps`` stacked batches of one epoch for the models ``model_ids``."""
     if sampling == "shuffle":
-        plan = _stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe) for m, mem in zip(model_ids, members)])
+        plan = stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe) for m, mem in zip(model_ids, members)])
         ones = torch.ones(len(model_ids), recipe.batch_size)
         for s in range(steps):
-            yield StepBatch(_batch(x, plan, s, recipe), y[plan["idx"][:, s]], ones)
+            yield StepBatch(plan_batch(x, plan, s, recipe), y[plan["idx"][:, s]], ones)
         return
     per_model = [poisson_epoch(root_seed, m, epoch, mem, steps, float(q), recipe)
                  for m, mem, q in zip(model_ids, members, rates)]
@@ -287,7 +293,7 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
     for epoch in range(1, recipe.epochs + 1):
         batches = epoch_batches(x, y, model_ids, members, rates, epoch, steps, recipe, root_seed, dp.sampling)
         for s, batch in enumerate(batches):
-            _set_lr(opt, recipe, (epoch - 1) * steps + s, total)
+            set_lr(opt, recipe, (epoch - 1) * steps + s, total)
             params = {n: p.detach() for n, p in group.params().items()}
             grads = per_sample_grads(base, params, batch.x, batch.y)
             noisy = privatize(grads, batch.mask, draw_noise(gens, shapes), max_norm=dp.max_grad_norm,

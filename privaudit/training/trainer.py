@@ -80,13 +80,13 @@ def epoch_plan(root_seed: int, model_index: int, epoch: int, members: np.ndarray
     return EpochPlan(order.reshape(shape), flip.reshape(shape), dx.reshape(shape), dy.reshape(shape))
 
 
-def _stack_plans(plans: list[EpochPlan]) -> dict[str, torch.Tensor]:
+def stack_plans(plans: list[EpochPlan]) -> dict[str, torch.Tensor]:
     """The epoch's plans of K models as tensors ``[K, S, b]`` (built once per epoch)."""
     return {name: torch.from_numpy(np.stack([getattr(p, name) for p in plans]))
             for name in ("idx", "flip", "dx", "dy")}
 
 
-def _batch(x: torch.Tensor, plan: dict[str, torch.Tensor], step: int, recipe: Recipe) -> torch.Tensor:
+def plan_batch(x: torch.Tensor, plan: dict[str, torch.Tensor], step: int, recipe: Recipe) -> torch.Tensor:
     """Stacked, augmented batch ``[K, b, ...]`` of step ``step``: each model gathers its own rows."""
     idx = plan["idx"][:, step]
     xb = x[idx.reshape(-1)]
@@ -96,7 +96,7 @@ def _batch(x: torch.Tensor, plan: dict[str, torch.Tensor], step: int, recipe: Re
     return xb.reshape(*idx.shape, *x.shape[1:])
 
 
-def _set_lr(opt: torch.optim.Optimizer, recipe: Recipe, step: int, total: int) -> None:
+def set_lr(opt: torch.optim.Optimizer, recipe: Recipe, step: int, total: int) -> None:
     for group in opt.param_groups:
         group["lr"] = recipe.lr * lr_factor(recipe, step, total)
 
@@ -137,11 +137,11 @@ def _fit(group: ModelGroup, x: torch.Tensor, y: torch.Tensor, model_ids: list[in
     opt = make_optimizer(recipe, group.parameters())
     k, total = len(model_ids), recipe.epochs * steps
     for epoch in range(1, recipe.epochs + 1):
-        plan = _stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe)
+        plan = stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe)
                              for m, mem in zip(model_ids, members)])
         for step in range(steps):
-            _set_lr(opt, recipe, (epoch - 1) * steps + step, total)
-            xb = _batch(x, plan, step, recipe)
+            set_lr(opt, recipe, (epoch - 1) * steps + step, total)
+            xb = plan_batch(x, plan, step, recipe)
             yb = y[plan["idx"][:, step]]
             logits = group.forward_each(xb)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1),
