@@ -56,7 +56,7 @@ def workloads(quick: bool) -> dict[str, dict]:
         "mlp_digits": dict(x=digits_x, y=torch.tensor(d.target), spec=ArchSpec("mlp", (128,)), batch=64,
                            ks=ks, steps=40),
         "mlp_purchase": dict(x=purchase_x, y=purchase_y, spec=ArchSpec("mlp", (512, 256, 128)), batch=128,
-                             ks=[1, 8, 32] if quick else [1, 8, 32, 64], steps=6),
+                             ks=[1, 8, 32] if quick else [1, 8, 32, 64], steps=16),
         "cnn_mnist": dict(x=mnist_x, y=mnist_y, spec=ArchSpec("cnn", width=32), batch=64,
                           ks=[1, 8] if quick else [1, 8, 32], steps=4),
     }
