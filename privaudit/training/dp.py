@@ -39,13 +39,13 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from privaudit.config import DPConfig
-from privaudit.errors import ConfigError, TrainingError
+from privaudit.errors import ConfigError
 from privaudit.models.architectures import ArchSpec, build_model, init_model
 from privaudit.models.group import ModelGroup, VmapGroup, group_from_state, stack_states
 from privaudit.training.augment import draw_augmentations, shift_and_mirror
 from privaudit.training.recipe import Recipe, make_optimizer
-from privaudit.training.trainer import (CheckpointFn, ProgressFn, plan_batch, set_lr, stack_plans, choose_backend,
-                                        epoch_plan, model_seed)
+from privaudit.training.trainer import (CheckpointFn, ProgressFn, choose_backend, end_of_epoch, epoch_plan,
+                                        model_seed, plan_batch, set_lr, stack_plans)
 
 Grads = dict[str, torch.Tensor]
 
@@ -289,7 +289,6 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
     opt = make_optimizer(recipe, group.parameters())
     gens = _noise_generators(root_seed, model_ids)
     shapes = {n: p.shape[1:] for n, p in group.params().items()}
-    k = len(model_ids)
     for epoch in range(1, recipe.epochs + 1):
         batches = epoch_batches(x, y, model_ids, members, rates, epoch, steps, recipe, root_seed, dp.sampling)
         for s, batch in enumerate(batches):
@@ -301,13 +300,8 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
             for n, p in group.params().items():
                 p.grad = noisy[n]
             opt.step()
-        if not all(torch.isfinite(p).all() for p in group.parameters()):
-            raise TrainingError(f"DP-SGD diverged (non-finite parameters) in epoch {epoch} of models "
-                                f"{model_ids[0]}..{model_ids[-1]}; lower the learning rate")
-        if on_checkpoint and epoch in recipe.checkpoints:
-            on_checkpoint(epoch, group.state())
-        if on_progress:
-            on_progress(k * steps)
+        end_of_epoch(group, epoch, recipe, model_ids, steps,
+                     all(bool(torch.isfinite(p).all()) for p in group.parameters()), on_checkpoint, on_progress)
     out = group_from_state(spec, input_shape, n_classes, group.state(), choose_backend(spec, backend))
     out.dp_claim = dp_report(dp, keep, recipe.batch_size, total, model_ids)
     return out.eval()

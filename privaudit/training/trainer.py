@@ -135,7 +135,7 @@ def _fit(group: ModelGroup, x: torch.Tensor, y: torch.Tensor, model_ids: list[in
     """The training loop shared by every backend: gather, augment, forward, summed loss, step."""
     group.train()
     opt = make_optimizer(recipe, group.parameters())
-    k, total = len(model_ids), recipe.epochs * steps
+    total = recipe.epochs * steps
     for epoch in range(1, recipe.epochs + 1):
         plan = stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe)
                              for m, mem in zip(model_ids, members)])
@@ -149,11 +149,17 @@ def _fit(group: ModelGroup, x: torch.Tensor, y: torch.Tensor, model_ids: list[in
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if not torch.isfinite(loss):
-            raise TrainingError(f"training diverged (loss is {loss.item()}) in epoch {epoch} of models "
-                                f"{model_ids[0]}..{model_ids[-1]}; lower the learning rate")
-        if on_checkpoint and epoch in recipe.checkpoints:
-            on_checkpoint(epoch, group.state())
-        if on_progress:
-            on_progress(k * steps)
+        end_of_epoch(group, epoch, recipe, model_ids, steps, bool(torch.isfinite(loss)), on_checkpoint, on_progress)
     group.eval()
+
+
+def end_of_epoch(group: ModelGroup, epoch: int, recipe: Recipe, model_ids: list[int], steps: int, finite: bool,
+                 on_checkpoint: CheckpointFn | None, on_progress: ProgressFn | None) -> None:
+    """Shared by every training loop: stop on divergence, save checkpoints, report progress."""
+    if not finite:
+        raise TrainingError(f"training diverged (non-finite loss or parameters) in epoch {epoch} of models "
+                            f"{model_ids[0]}..{model_ids[-1]}; lower the learning rate")
+    if on_checkpoint and epoch in recipe.checkpoints:
+        on_checkpoint(epoch, group.state())
+    if on_progress:
+        on_progress(len(model_ids) * steps)
