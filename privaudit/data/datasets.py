@@ -254,6 +254,11 @@ class _Req:
     def select(self, y: np.ndarray) -> np.ndarray | None:
         return _choose(y, self.n, self.seed, self.name, self.split)
 
+    def take(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` restricted to the requested subset (unchanged when no ``n`` was asked)."""
+        idx = self.select(y)
+        return (x, y) if idx is None else (x[idx], y[idx])
+
     def parts(self) -> tuple[str, ...]:
         return ("train", "test") if self.split == "all" else (self.split,)
 
@@ -324,9 +329,7 @@ def _load_digits(req: _Req) -> Dataset:
                         f"{list(y.shape)}; expected [1797, 8, 8] and [1797]")
     v = imgs / 16.0
     mean, std = (float(v.mean()),), (float(v.std()),)  # the dataset's own statistics (all 1797)
-    idx = req.select(y)
-    if idx is not None:
-        imgs, y = imgs[idx], y[idx]
+    imgs, y = req.take(imgs, y)
     x = _normalise_u8(imgs[:, None], mean, std, scale=16.0)
     return Dataset("digits", x, y, 10, mean, std)
 
@@ -357,9 +360,7 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 def _load_mnist5k(req: _Req) -> Dataset:
     _single_split(req, 5000)
     X, y = _mnist5k_arrays()
-    idx = req.select(y)
-    if idx is not None:
-        X, y = X[idx], y[idx]
+    X, y = req.take(X, y)
     x = _normalise_u8(X.reshape(-1, 1, 28, 28), MNIST_MEAN, MNIST_STD)
     return Dataset("mnist5k", x, y, 10, MNIST_MEAN, MNIST_STD)
 
@@ -454,9 +455,7 @@ def _load_idx_dataset(req: _Req, folders: Sequence[str], mean: tuple[float, ...]
         ys.append(labs.astype(np.int64))
     u8 = np.concatenate(xs) if len(xs) > 1 else xs[0]
     y = np.concatenate(ys) if len(ys) > 1 else ys[0]
-    idx = req.select(y)
-    if idx is not None:
-        u8, y = u8[idx], y[idx]
+    u8, y = req.take(u8, y)
     return Dataset(req.name, _normalise_u8(u8[:, None], mean, std), y, 10, mean, std)
 
 
@@ -649,9 +648,7 @@ def _load_cifar10(req: _Req) -> Dataset:
         u8, y = _cifar_from_zip(req, zpath)
     else:
         u8, y = _cifar_from_batches(req, batch_dir)
-        idx = req.select(y)
-        if idx is not None:
-            u8, y = u8[idx], y[idx]
+        u8, y = req.take(u8, y)
     return Dataset("cifar10", _normalise_u8(u8, CIFAR10_MEAN, CIFAR10_STD), y, 10,
                    CIFAR10_MEAN, CIFAR10_STD)
 
@@ -860,9 +857,7 @@ def _load_adult(req: _Req) -> Dataset:
             xs.append(encode(rows, _adult_numeric(rows, paths["test"])))
             ys.append(y)
     x, y = np.concatenate(xs), np.concatenate(ys)
-    idx = req.select(y)
-    if idx is not None:
-        x, y = x[idx], y[idx]
+    x, y = req.take(x, y)
     return Dataset("adult", np.ascontiguousarray(x), y, 2)
 
 
@@ -908,9 +903,7 @@ def _load_mnist1d(req: _Req) -> Dataset:
     if len(y) and (y.min() < 0 or y.max() > 9):
         raise DataError(f"mnist1d: labels out of range in {p}: found {int(y.min())}..{int(y.max())}, "
                         f"expected 0..9")
-    idx = req.select(y)
-    if idx is not None:
-        x, y = x[idx], y[idx]
+    x, y = req.take(x, y)
     return Dataset("mnist1d", np.ascontiguousarray(x), y, 10)
 
 
@@ -1015,9 +1008,7 @@ def _load_shokri(req: _Req, name: str, folder: str, n_features: int | None,
                         f"(0-based), expected 0..99 (1..100 in the text release)")
     if not np.all(np.isfinite(x)):
         raise DataError(f"{name}: features contain NaN/inf")
-    idx = req.select(y)
-    if idx is not None:
-        x, y = x[idx], y[idx]
+    x, y = req.take(x, y)
     return Dataset(name, np.ascontiguousarray(x, dtype=np.float32), y, 100)
 
 

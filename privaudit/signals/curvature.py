@@ -187,9 +187,12 @@ def _check_count(name: str, value: int) -> None:
         raise SignalError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def _check_h(h: float) -> float:
+def _check_h(h: float, offset: float = 0.0) -> float:
+    """The finite-difference step ``h`` (and the probe ``offset`` that scales with it)."""
     if not isinstance(h, (int, float)) or isinstance(h, bool) or not math.isfinite(h) or h <= 0:
         raise SignalError(f"h must be a finite number > 0, got {h!r}")
+    if not math.isfinite(offset):
+        raise SignalError(f"offset must be finite, got {offset!r}")
     return float(h)
 
 
@@ -268,10 +271,8 @@ def zero_order_curvature(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tens
     Returns ``[K, B]`` (dtype ``dtype``), non-negative. Cost: ``4 * rounds`` forwards per sample.
     """
     ids = _check_inputs(x, y, n_models, sample_ids, batch_size, loss_fn, dtype)
-    h = _check_h(h)
+    h = _check_h(h, offset)
     _check_count("rounds", rounds)
-    if not math.isfinite(offset):
-        raise SignalError(f"offset must be finite, got {offset!r}")
     b_total, shape = x.shape[0], tuple(x.shape[1:])
     out = torch.empty(n_models, b_total, dtype=dtype, device=x.device)
     for start in range(0, b_total, batch_size):
@@ -417,10 +418,8 @@ def gradient_difference_curvature(forward_each: Callable[[Tensor], Tensor], x: T
     Returns ``[K, B]`` in ``dtype``.
     """
     ids = _check_inputs(x, y, n_models, sample_ids, batch_size, loss_fn, dtype)
-    h = _check_h(h)
+    h = _check_h(h, offset)
     _check_count("probes", probes)
-    if not math.isfinite(offset):
-        raise SignalError(f"offset must be finite, got {offset!r}")
     b_total, shape = x.shape[0], tuple(x.shape[1:])
     out = torch.empty(n_models, b_total, dtype=dtype, device=x.device)
     red = tuple(range(2, 2 + len(shape)))
