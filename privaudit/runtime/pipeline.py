@@ -285,7 +285,7 @@ def load_signal(store: RunStore, name: str, epoch: int, labels: np.ndarray, cach
 
 
 def evaluate(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: int | None = None,
-             save: bool = True) -> dict[str, Any]:
+             save: bool = True, cache: dict | None = None) -> dict[str, Any]:
     """Run every configured attack leave-one-model-out; write ``results/metrics.json`` and scores."""
     from privaudit.attacks.registry import get_attack
     from privaudit.evaluation.protocol import evaluate_attack
@@ -295,7 +295,7 @@ def evaluate(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: int | None
     keep = store.load_npy("keep.npy")
     labels = np.asarray(store.load_npy("data/y.npy"))[:n_audit(store)]
     targets = list(range(ev.targets))
-    cache: dict = {}
+    cache = {} if cache is None else cache   # derived signals, shared with the report
     results = {}
     for a in attacks if attacks is not None else cfg.attacks:
         spec = get_attack(a.name)
@@ -344,7 +344,7 @@ def metrics_document(cfg: RunConfig, results: dict, epoch: int) -> dict[str, Any
 
 
 # -- report --------------------------------------------------------------------------------------
-def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int) -> Path:
+def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int, cache: dict | None = None) -> Path:
     """Plots (``results/*.png``) and the self-contained ``report/index.html``."""
     from privaudit.analysis.memorization import privacy_score
     from privaudit.report import html as rh
@@ -360,7 +360,7 @@ def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int) -> Path:
     sections = [("Attacks", rh.metrics_html(metrics_document(cfg, results, epoch))),
                 ("ROC (log-log)", rh._img(roc_png)), ("Score distributions", rh._img(hist_png))]
     labels = np.asarray(store.load_npy("data/y.npy"))[:n_audit(store)]
-    phi = load_signal(store, "phi", epoch, labels, {})
+    phi = load_signal(store, "phi", epoch, labels, {} if cache is None else cache)
     risk = privacy_score(phi, keep)
     store.save_npy(f"{folder}/privacy_score.npy", risk.astype(np.float32))
     top = np.argsort(-np.nan_to_num(risk, nan=-np.inf))[:20]
@@ -394,8 +394,9 @@ def attack_and_report(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: i
     from privaudit.report.table import metrics_table
 
     epoch = epoch or cfg.training.epochs
-    results = evaluate(cfg, store, attacks=attacks, epoch=epoch)
-    path = report(cfg, store, results, epoch)
+    cache: dict = {}
+    results = evaluate(cfg, store, attacks=attacks, epoch=epoch, cache=cache)
+    path = report(cfg, store, results, epoch, cache)
     if console is not None:
         console.print(metrics_table(metrics_document(cfg, results, epoch)))
         console.print(f"report: {path}\nmetrics: {store.path('results', f'epoch_{epoch:04d}', 'metrics.json')}")
