@@ -92,7 +92,8 @@ class TrainingConfig(Strict):
     shift: int = Field(0, ge=0)
     checkpoints: tuple[int, ...] = ()
     backend: Literal["auto", "wide", "vmap", "loop"] = "auto"
-    workers: int = Field(2, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"   # auto: the GPU when PyTorch sees one
+    workers: int = Field(2, ge=1)                     # CPU worker processes (one process on a GPU)
     dp: DPConfig | None = None
 
     @model_validator(mode="after")
@@ -183,7 +184,7 @@ class RunConfig(Strict):
         """What determines the trained models (a run dir may not change these and resume)."""
         d = self.model_dump(mode="json")
         return {k: d[k] for k in ("seed", "data", "model", "canaries", "poison")} | {
-            "training": {k: v for k, v in d["training"].items() if k not in ("workers", "backend")},
+            "training": {k: v for k, v in d["training"].items() if k not in ("workers", "backend", "device")},
             "population": {k: v for k, v in d["population"].items() if k != "models_per_group"}}
 
 

@@ -51,9 +51,10 @@ def unstack_state(state: dict[str, torch.Tensor], k: int) -> dict[str, torch.Ten
 
 def single_models(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
                   state: dict[str, torch.Tensor]) -> Iterator[nn.Module]:
-    """Each model of a stacked state as a plain module in eval mode."""
-    for k in range(next(iter(state.values())).shape[0]):
-        model = build_model(spec, input_shape, n_classes)
+    """Each model of a stacked state as a plain module in eval mode (on the state's device)."""
+    first = next(iter(state.values()))
+    for k in range(first.shape[0]):
+        model = build_model(spec, input_shape, n_classes).to(first.device)
         model.load_state_dict(unstack_state(state, k))
         yield model.eval()
 

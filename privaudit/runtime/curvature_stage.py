@@ -41,11 +41,12 @@ def stable_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.logaddexp(torch.zeros_like(d), d)   # softplus without its x > 20 cut-off
 
 
-def zo_batch_size(arch: str) -> int:
-    """Samples per zero-order chunk (the forward sees 4x as many inputs): 32 for CNNs, which run
-    2-3x faster per sample on 128 inputs than on 4,096 (cache-resident activations), 1024 for MLPs
-    (tiny forwards: large batches amortise the per-call overhead); ``benchmarks/curvature_cost.py``."""
-    return 32 if arch == "cnn" else 1024
+def zo_batch_size(arch: str, device: torch.device | str = "cpu") -> int:
+    """Samples per zero-order chunk (the forward sees 4x as many inputs): on a CPU 32 for CNNs,
+    which run 2-3x faster per sample on 128 inputs than on 4,096 (cache-resident activations), 1024
+    for MLPs (tiny forwards: large batches amortise the per-call overhead;
+    ``benchmarks/curvature_cost.py``); 1024 for everything on a GPU."""
+    return 32 if arch == "cnn" and torch.device(device).type == "cpu" else 1024
 
 
 def curvature_of_group(cfg: RunConfig, group, x: torch.Tensor, y: torch.Tensor,
@@ -55,20 +56,21 @@ def curvature_of_group(cfg: RunConfig, group, x: torch.Tensor, y: torch.Tensor,
     c = cfg.curvature
     dtype = torch.float64 if c.dtype == "float64" else torch.float32
     group = group.to(dtype).eval().requires_grad_(False)   # input derivatives only
-    ids = torch.arange(len(y))
+    device = next(group.parameters()).device
+    x, y, ids = x.to(device), y.to(device), torch.arange(len(y), device=device)
     out = []
     for a, q in enumerate(curvature_queries(cfg, x.dim() == 4)):
         xq = apply_query(x, q).to(dtype)
         seed = cfg.seed * 1000 + a
         if c.estimator == "zero_order":
             v = est.zero_order_curvature(group.forward, xq, y, n_models=group.n_models, h=c.h, rounds=c.rounds,
-                                         seed=seed, sample_ids=ids, dtype=dtype, batch_size=zo_batch_size(cfg.model.arch),
+                                         seed=seed, sample_ids=ids, dtype=dtype, batch_size=zo_batch_size(cfg.model.arch, device),
                                          loss_fn=loss_fn)
         else:
             fn = est.hutchinson_trace if c.estimator == "hutchinson" else est.hutchinson_trace_sq
             v = fn(group.forward_each, xq, y, n_models=group.n_models, probes=c.rounds, seed=seed,
                    sample_ids=ids, dtype=dtype, loss_fn=loss_fn)
-        out.append(v.detach().float().numpy())
+        out.append(v.detach().float().cpu().numpy())
     return np.stack(out, axis=-1)
 
 

@@ -23,6 +23,7 @@ from privaudit.data.membership import check_keep, make_keep
 from privaudit.errors import ConfigError
 from privaudit.models.architectures import ArchSpec
 from privaudit.models.group import group_from_state
+from privaudit.device import on_cpu, resolve_device
 from privaudit.runtime.executor import run_tasks
 from privaudit.runtime.store import RunStore
 from privaudit.signals.query import query_logits
@@ -55,6 +56,11 @@ def groups(cfg: RunConfig) -> list[list[int]]:
 
 def signal_epochs(cfg: RunConfig) -> list[int]:
     return sorted(set(cfg.training.checkpoints) | {cfg.training.epochs})
+
+
+def workers(cfg: RunConfig) -> int:
+    """CPU worker processes; on a GPU the groups run one after another in this process."""
+    return 1 if resolve_device(cfg.training.device).type == "cuda" else cfg.training.workers
 
 
 def queries(cfg: RunConfig) -> list[tuple[bool, int, int]]:
@@ -176,16 +182,17 @@ def train_group_task(run_dir: str, model_ids: list[int], on_progress) -> str:
     x, y, n_classes = load_pool(store)
     keep = training_keep(store)
     save_ckpt = lambda epoch, state: store.save_torch(store.group_file(model_ids, epoch),
-                                                      {"model_ids": model_ids, "epoch": epoch, "state": state})
+                                                      {"model_ids": model_ids, "epoch": epoch, "state": on_cpu(state)})
     train_fn = train_group
     if cfg.training.dp is not None:
         from privaudit.training.dp import train_group_dp
         train_fn = partial(train_group_dp, dp=cfg.training.dp)
     trained = train_fn(x, y, keep, model_ids, spec=arch_spec(cfg), recipe=recipe(cfg), n_classes=n_classes,
                        root_seed=cfg.seed, steps=steps_per_epoch(keep, cfg.training.batch_size),
-                       backend=cfg.training.backend, on_checkpoint=save_ckpt, on_progress=on_progress)
+                       backend=cfg.training.backend, device=resolve_device(cfg.training.device),
+                       on_checkpoint=save_ckpt, on_progress=on_progress)
     path = store.save_torch(store.group_file(model_ids), {"model_ids": model_ids, "epoch": cfg.training.epochs,
-                                                      "state": trained.state()})
+                                                      "state": on_cpu(trained.state())})
     return str(path)
 
 
@@ -194,11 +201,12 @@ def train(cfg: RunConfig, store: RunStore) -> None:
     todo = [ids for ids in groups(cfg) if not _group_done(cfg, store, ids)]
     if todo:
         steps = steps_per_epoch(keep, cfg.training.batch_size) * cfg.training.epochs
-        backend = choose_backend(arch_spec(cfg), cfg.training.backend)
+        device = resolve_device(cfg.training.device)
+        backend = choose_backend(arch_spec(cfg), cfg.training.backend, device)
         n_models = sum(len(ids) for ids in todo)
-        with progress_bar(f"train {n_models} models ({backend})", n_models * steps) as advance:
+        with progress_bar(f"train {n_models} models ({backend}, {device.type})", n_models * steps) as advance:
             tasks = [{"run_dir": str(store.root), "model_ids": ids} for ids in todo]
-            run_tasks(train_group_task, tasks, workers=cfg.training.workers, advance=advance)
+            run_tasks(train_group_task, tasks, workers=workers(cfg), advance=advance)
     info = {}
     if cfg.training.dp is not None:
         from privaudit.runtime.audit_stage import dp_claim
@@ -217,12 +225,15 @@ def _group_done(cfg: RunConfig, store: RunStore, ids: list[int]) -> bool:
 
 
 def load_group(cfg: RunConfig, store: RunStore, model_ids: list[int], epoch: int | None = None):
-    """The trained group of ``model_ids`` (at checkpoint ``epoch``; the final models by default)."""
+    """The trained group of ``model_ids`` (at checkpoint ``epoch``; the final models by default),
+    on the run's device."""
     final = epoch is None or epoch == cfg.training.epochs
     blob = store.load_torch(store.group_file(model_ids, None if final else epoch))
     info = store.load_json("data/info.json")
-    backend = choose_backend(arch_spec(cfg), cfg.training.backend)
-    return group_from_state(arch_spec(cfg), tuple(info["input_shape"]), info["n_classes"], blob["state"], backend)
+    device = resolve_device(cfg.training.device)
+    backend = choose_backend(arch_spec(cfg), cfg.training.backend, device)
+    group = group_from_state(arch_spec(cfg), tuple(info["input_shape"]), info["n_classes"], blob["state"], backend)
+    return group.to(device)
 
 
 def signals_group_task(run_dir: str, model_ids: list[int], epoch: int, on_progress) -> str:
@@ -246,7 +257,7 @@ def per_group_signal(cfg: RunConfig, store: RunStore, name: str, epoch: int, tas
     if todo:
         with progress_bar(description, sum(len(ids) for ids in todo)) as advance:
             tasks = [{"run_dir": str(store.root), "model_ids": ids, "epoch": epoch} for ids in todo]
-            run_tasks(task, tasks, workers=cfg.training.workers, advance=advance)
+            run_tasks(task, tasks, workers=workers(cfg), advance=advance)
     parts = [store.load_npy(store.signal_file(name, epoch, ids)) for ids in groups(cfg)]
     store.save_npy(final, np.concatenate(parts))
 

@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from privaudit.device import as_device
 from privaudit.errors import SignalError
 
 __all__ = [
@@ -173,6 +174,7 @@ def _check_inputs(x: Tensor, y: Tensor, n_models: int, sample_ids: Tensor | None
         raise SignalError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise SignalError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
+    as_device(x.device)   # on a GPU: full fp32 (TF32 rounding would swamp the finite differences)
     if sample_ids is None:
         return torch.arange(b, dtype=torch.int64, device=x.device)
     if not isinstance(sample_ids, Tensor) or sample_ids.shape != (b,) or sample_ids.dtype.is_floating_point \

@@ -15,10 +15,12 @@ from privaudit.training.augment import apply_query
 
 def query_logits(group: ModelGroup, x: torch.Tensor, queries: list[tuple[bool, int, int]], *,
                  batch_size: int = 8192) -> np.ndarray:
-    """Logits ``float32[K, n, A, C]`` of the group's models on ``x`` under each query."""
+    """Logits ``float32[K, n, A, C]`` of the group's models on ``x`` under each query (computed
+    on the models' device, returned on the CPU)."""
     out: list[np.ndarray] = []
     with torch.inference_mode():
         for model in group.models():
+            device = next(model.parameters()).device
             channels_last = x.dim() == 4 and any(p.dim() == 4 for p in model.parameters())
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
@@ -26,10 +28,10 @@ def query_logits(group: ModelGroup, x: torch.Tensor, queries: list[tuple[bool, i
             for q in queries:
                 chunks = []
                 for start in range(0, len(x), batch_size):
-                    xb = apply_query(x[start:start + batch_size], q)
+                    xb = apply_query(x[start:start + batch_size].to(device), q)
                     if channels_last:
                         xb = xb.contiguous(memory_format=torch.channels_last)
                     chunks.append(model(xb))
                 per_query.append(torch.cat(chunks))
-            out.append(torch.stack(per_query, dim=1).float().numpy())
+            out.append(torch.stack(per_query, dim=1).float().cpu().numpy())
     return np.stack(out)

@@ -26,9 +26,9 @@ def shift_and_mirror(x: torch.Tensor, flip: torch.Tensor, dx: torch.Tensor, dy: 
         return x
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    rows = (pad + dy).view(b, 1) + torch.arange(h).view(1, h)
-    cols = (pad + dx).view(b, 1) + torch.arange(w).view(1, w)
-    batch = torch.arange(b).view(b, 1, 1)
+    rows = (pad + dy).view(b, 1) + torch.arange(h, device=x.device).view(1, h)
+    cols = (pad + dx).view(b, 1) + torch.arange(w, device=x.device).view(1, w)
+    batch = torch.arange(b, device=x.device).view(b, 1, 1)
     out = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
     return out.permute(0, 3, 1, 2)
 
@@ -59,4 +59,5 @@ def apply_query(x: torch.Tensor, query: tuple[bool, int, int]) -> torch.Tensor:
         return x
     b = x.shape[0]
     pad = max(abs(dx), abs(dy))
-    return shift_and_mirror(x, torch.full((b,), flip), torch.full((b,), dx), torch.full((b,), dy), pad)
+    full = lambda v: torch.full((b,), v, device=x.device)
+    return shift_and_mirror(x, full(flip), full(dx), full(dy), pad)

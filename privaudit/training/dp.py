@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from privaudit.config import DPConfig
+from privaudit.device import as_device
 from privaudit.errors import ConfigError
 from privaudit.models.architectures import ArchSpec, build_model, init_model
 from privaudit.models.group import ModelGroup, VmapGroup, group_from_state, stack_states
@@ -248,19 +249,21 @@ def _poisson_batch(x: torch.Tensor, y: torch.Tensor, parts, recipe: Recipe) -> S
     for i, (rows, (f, a, b)) in enumerate(parts):
         n = len(rows)
         idx[i, :n], mask[i, :n], flip[i, :n], dx[i, :n], dy[i, :n] = rows, 1.0, f, a, b
-    xb = x[torch.from_numpy(idx.reshape(-1))]
+    tensor = lambda a: torch.from_numpy(a).to(x.device)
+    xb = x[tensor(idx.reshape(-1))]
     if x.dim() == 4 and (recipe.mirror or recipe.shift):
-        xb = shift_and_mirror(xb, torch.from_numpy(flip.reshape(-1)), torch.from_numpy(dx.reshape(-1)),
-                              torch.from_numpy(dy.reshape(-1)), recipe.shift)
-    return StepBatch(xb.reshape(k, bmax, *x.shape[1:]), y[torch.from_numpy(idx)], torch.from_numpy(mask))
+        xb = shift_and_mirror(xb, tensor(flip.reshape(-1)), tensor(dx.reshape(-1)), tensor(dy.reshape(-1)),
+                              recipe.shift)
+    return StepBatch(xb.reshape(k, bmax, *x.shape[1:]), y[tensor(idx)], tensor(mask))
 
 
 def epoch_batches(x: torch.Tensor, y: torch.Tensor, model_ids: list[int], members: list[np.ndarray],
                   rates: np.ndarray, epoch: int, steps: int, recipe: Recipe, root_seed: int, sampling: str):
     """Yield the ``steps`` stacked batches of one epoch for the models ``model_ids``."""
     if sampling == "shuffle":
-        plan = stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe) for m, mem in zip(model_ids, members)])
-        ones = torch.ones(len(model_ids), recipe.batch_size)
+        plan = stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe) for m, mem in zip(model_ids, members)],
+                           x.device)
+        ones = torch.ones(len(model_ids), recipe.batch_size, device=x.device)
         for s in range(steps):
             yield StepBatch(plan_batch(x, plan, s, recipe), y[plan["idx"][:, s]], ones)
         return
@@ -273,8 +276,8 @@ def epoch_batches(x: torch.Tensor, y: torch.Tensor, model_ids: list[int], member
 # -- training --------------------------------------------------------------------------------------
 def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids: list[int], *, dp: DPConfig,
                    spec: ArchSpec, recipe: Recipe, n_classes: int, root_seed: int, steps: int,
-                   backend: str = "auto", on_checkpoint: CheckpointFn | None = None,
-                   on_progress: ProgressFn | None = None) -> ModelGroup:
+                   backend: str = "auto", device: torch.device | str = "cpu",
+                   on_checkpoint: CheckpointFn | None = None, on_progress: ProgressFn | None = None) -> ModelGroup:
     """Train the models ``model_ids`` (rows of the full ``keep[M, n]``) with DP-SGD; same contract
     as :func:`privaudit.training.trainer.train_group`. The returned group carries ``.dp_claim``
     (:func:`dp_report` of its models)."""
@@ -283,7 +286,9 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
     sigma = noise_multiplier(dp, keep, recipe.batch_size, total)
     rates = sample_rates(keep[model_ids], recipe.batch_size)
     members = [np.flatnonzero(keep[m]) for m in model_ids]
-    inits = [init_model(spec, input_shape, n_classes, model_seed(root_seed, m)) for m in model_ids]
+    device = as_device(device)
+    x, y = x.to(device), y.to(device)
+    inits = [init_model(spec, input_shape, n_classes, model_seed(root_seed, m)).to(device) for m in model_ids]
     group = VmapGroup(spec, input_shape, n_classes, stack_states(inits))
     base = build_model(spec, input_shape, n_classes).to("meta")
     opt = make_optimizer(recipe, group.parameters())
@@ -295,13 +300,14 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
             set_lr(opt, recipe, (epoch - 1) * steps + s, total)
             params = {n: p.detach() for n, p in group.params().items()}
             grads = per_sample_grads(base, params, batch.x, batch.y)
-            noisy = privatize(grads, batch.mask, draw_noise(gens, shapes), max_norm=dp.max_grad_norm,
+            noise = {n: t.to(x.device) for n, t in draw_noise(gens, shapes).items()}   # CPU generators: same draws anywhere
+            noisy = privatize(grads, batch.mask, noise, max_norm=dp.max_grad_norm,
                               sigma=sigma, expected_batch=recipe.batch_size, bug=dp.bug)
             for n, p in group.params().items():
                 p.grad = noisy[n]
             opt.step()
         end_of_epoch(group, epoch, recipe, model_ids, steps,
                      all(bool(torch.isfinite(p).all()) for p in group.parameters()), on_checkpoint, on_progress)
-    out = group_from_state(spec, input_shape, n_classes, group.state(), choose_backend(spec, backend))
+    out = group_from_state(spec, input_shape, n_classes, group.state(), choose_backend(spec, backend, device))
     out.dp_claim = dp_report(dp, keep, recipe.batch_size, total, model_ids)
     return out.eval()

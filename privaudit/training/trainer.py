@@ -8,7 +8,8 @@ Backends (chosen by measurement, ``benchmarks/train_throughput.py``):
 * ``loop`` — any architecture, one model after another, channels_last for CNNs (CNNs gain nothing
   from stacking on a CPU; channels_last gives ~1.5x).
 * ``vmap`` — any architecture, stacked parameters through ``torch.func.vmap`` (measured slower than
-  ``wide`` for MLPs and than ``loop`` for CNNs on this CPU; kept for comparison and other devices).
+  ``wide`` for MLPs and than ``loop`` for CNNs on this CPU; the CNN default on a GPU, where a
+  per-model loop of tiny kernels leaves the device idle).
 
 Whatever the backend and grouping, model k's initialisation, data order and augmentation depend
 only on ``(root seed, k)``: every epoch each model walks its own permutation of its IN samples for
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from privaudit.device import as_device
 from privaudit.errors import ConfigError, TrainingError
 from privaudit.models.architectures import ArchSpec, init_model
 from privaudit.models.group import ModelGroup, ModuleList, VmapGroup, WideMLP, stack_states
@@ -43,13 +45,17 @@ def model_seed(root_seed: int, model_index: int) -> int:
     return int(np.random.SeedSequence([root_seed, model_index]).generate_state(1)[0])
 
 
-def choose_backend(spec: ArchSpec, backend: str = "auto") -> str:
+def choose_backend(spec: ArchSpec, backend: str = "auto", device: torch.device | str = "cpu") -> str:
+    """``auto``: ``wide`` for MLPs; for CNNs ``loop`` on a CPU and ``vmap`` on a GPU (measured,
+    ``benchmarks/RESULTS.md``)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown training backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "wide" and spec.kind != "mlp":
-        raise ConfigError("the 'wide' backend stacks MLPs only; use 'loop' for CNNs")
+        raise ConfigError("the 'wide' backend stacks MLPs only; use 'loop' or 'vmap' for CNNs")
     if backend == "auto":
-        return "wide" if spec.kind == "mlp" else "loop"
+        if spec.kind == "mlp":
+            return "wide"
+        return "vmap" if torch.device(device).type == "cuda" else "loop"
     return backend
 
 
@@ -80,9 +86,9 @@ def epoch_plan(root_seed: int, model_index: int, epoch: int, members: np.ndarray
     return EpochPlan(order.reshape(shape), flip.reshape(shape), dx.reshape(shape), dy.reshape(shape))
 
 
-def stack_plans(plans: list[EpochPlan]) -> dict[str, torch.Tensor]:
-    """The epoch's plans of K models as tensors ``[K, S, b]`` (built once per epoch)."""
-    return {name: torch.from_numpy(np.stack([getattr(p, name) for p in plans]))
+def stack_plans(plans: list[EpochPlan], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The epoch's plans of K models as tensors ``[K, S, b]`` on ``device`` (built once per epoch)."""
+    return {name: torch.from_numpy(np.stack([getattr(p, name) for p in plans])).to(device)
             for name in ("idx", "flip", "dx", "dy")}
 
 
@@ -103,16 +109,19 @@ def set_lr(opt: torch.optim.Optimizer, recipe: Recipe, step: int, total: int) ->
 
 def train_group(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids: list[int], *,
                 spec: ArchSpec, recipe: Recipe, n_classes: int, root_seed: int, steps: int,
-                backend: str = "auto", on_checkpoint: CheckpointFn | None = None,
-                on_progress: ProgressFn | None = None) -> ModelGroup:
-    """Train the models ``model_ids`` (rows of the full ``keep[M, n]``) and return them as a group.
+                backend: str = "auto", device: torch.device | str = "cpu",
+                on_checkpoint: CheckpointFn | None = None, on_progress: ProgressFn | None = None) -> ModelGroup:
+    """Train the models ``model_ids`` (rows of the full ``keep[M, n]``) on ``device`` and return
+    them as a group (on that device).
 
     ``on_checkpoint(epoch, stacked_state)`` is called after each epoch in ``recipe.checkpoints``;
     ``on_progress(n_model_steps)`` after each epoch of each model (or of the whole stack).
     """
-    backend = choose_backend(spec, backend)
+    device = as_device(device)
+    backend = choose_backend(spec, backend, device)
     input_shape = tuple(x.shape[1:])
-    inits = [init_model(spec, input_shape, n_classes, model_seed(root_seed, m)) for m in model_ids]
+    x, y = x.to(device), y.to(device)
+    inits = [init_model(spec, input_shape, n_classes, model_seed(root_seed, m)).to(device) for m in model_ids]
     members = [np.flatnonzero(keep[m]) for m in model_ids]
     if backend in ("wide", "vmap"):
         group = (WideMLP if backend == "wide" else VmapGroup)(spec, input_shape, n_classes, stack_states(inits))
@@ -138,7 +147,7 @@ def _fit(group: ModelGroup, x: torch.Tensor, y: torch.Tensor, model_ids: list[in
     total = recipe.epochs * steps
     for epoch in range(1, recipe.epochs + 1):
         plan = stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe)
-                             for m, mem in zip(model_ids, members)])
+                            for m, mem in zip(model_ids, members)], x.device)
         for step in range(steps):
             set_lr(opt, recipe, (epoch - 1) * steps + step, total)
             xb = plan_batch(x, plan, step, recipe)
