@@ -262,7 +262,7 @@ def print_tables(doc: dict[str, Any]) -> None:
                       _pct(p["balanced_accuracy"]), _pct(p["auc"]))
     console.print(table)
     curve = doc["reference_curve"]
-    for metric in ("tpr@0.001", "auc"):
+    for metric in ("tpr@0.001", "auc") if curve else ():
         t = Table(title=f"{'TPR % @ 0.1% FPR' if metric != 'auc' else 'AUC %'} vs number of reference models "
                         f"(mean ± std over draws)")
         t.add_column("attack")
@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--attacks", default="all", help="comma list of attacks for the table, or 'all'")
     ap.add_argument("--ks", default="1,2,4,8,16,32,64", help="reference-model counts")
     ap.add_argument("--draws", type=int, default=3, help="random reference draws per count")
+    ap.add_argument("--no-curve", action="store_true", help="the table only (no reference-model curve)")
     ap.add_argument("--rmia-a", type=float, default=0.3, help="RMIA offline a with a single reference")
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
@@ -313,8 +314,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.slices:
         doc["slices"] = per_class(store, scores, keep, labels, targets, args.n_boot, args.seed)
     curve_targets = list(range(args.curve_targets or args.targets))
-    doc["reference_curve"] = reference_curve(signal_of, keep, labels, curve_targets,
-                                             [int(k) for k in args.ks.split(",")], args.draws, args.seed, args.rmia_a)
+    ks = [] if args.no_curve else [int(k) for k in args.ks.split(",")]
+    doc["reference_curve"] = reference_curve(signal_of, keep, labels, curve_targets, ks, args.draws, args.seed,
+                                             args.rmia_a) if ks else {}
     doc["seconds"] = time.perf_counter() - t0
     print_tables(doc)
     text = json.dumps(doc, indent=1)
