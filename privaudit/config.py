@@ -132,6 +132,13 @@ class AttackConfig(Strict):
         return self.label or (self.name if not self.signal else f"{self.name}[{self.signal}]")
 
 
+class TargetConfig(Strict):
+    """The user's own trained model, audited against the population (DESIGN §1.2)."""
+
+    model: str                       # TorchScript (torch.jit.save) or torch.export (.pt2) file: x[B, ...] -> logits[B, C]
+    members: str                     # .npy bool[n] over the pool's rows: True = in the target's training set
+
+
 class EvaluationConfig(Strict):
     targets: int = Field(8, ge=1)    # leave-one-model-out over this many target models
     fprs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
@@ -159,6 +166,7 @@ class RunConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     queries: QueryConfig = QueryConfig()
     curvature: CurvatureConfig | None = None
+    target: TargetConfig | None = None
     attacks: tuple[AttackConfig, ...] = (AttackConfig(name="loss"), AttackConfig(name="lira_online"),
                                          AttackConfig(name="lira_offline"))
 
@@ -174,6 +182,12 @@ class RunConfig(Strict):
         if self.evaluation.targets > self.population.n_models:
             raise ValueError(f"evaluation.targets={self.evaluation.targets} exceeds "
                              f"n_models={self.population.n_models}")
+        if self.target is not None:
+            changed = [k for k, v in (("data.n", self.data.n), ("data.mixture", self.data.mixture),
+                                      ("canaries", self.canaries), ("poison", self.poison)) if v is not None]
+            if changed:
+                raise ValueError(f"target.members refers to the rows of the dataset as stored; "
+                                 f"{', '.join(changed)} would change them (remove it to audit a target)")
         return self
 
     @property
@@ -212,7 +226,7 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a YAML config; ``data.root`` relative paths resolve against the config's folder."""
+    """Read a YAML config; relative ``data.root`` and ``target`` paths resolve against the config's folder."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -222,10 +236,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    root = (data.get("data") or {}).get("root")
-    if root and not Path(root).is_absolute():
-        resolved = (path.parent / root).resolve()
-        data["data"]["root"] = str(resolved if resolved.exists() else Path(root).resolve())
+    for section, key in (("data", "root"), ("target", "model"), ("target", "members")):
+        value = (data.get(section) or {}).get(key)
+        if value and not Path(value).is_absolute():
+            resolved = (path.parent / value).resolve()
+            data[section][key] = str(resolved if resolved.exists() else Path(value).resolve())
     for key, value in (overrides or {}).items():
         set_path(data, key, value)
     return parse_config(data, str(path))

@@ -86,4 +86,17 @@ def evaluate_attack(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labe
     return AttackResult(name or spec.name, spec.signal, list(targets), scores, per_target, summary, params)
 
 
+def evaluate_given_target(spec: AttackSpec, target_signal: np.ndarray, ref_signal: np.ndarray,
+                          ref_keep: np.ndarray, members: np.ndarray, labels: np.ndarray, *,
+                          fprs: tuple[float, ...], mode: str = "strict", n_boot: int = 200, seed: int = 0,
+                          name: str | None = None, **params: Any) -> AttackResult:
+    """One model from outside the population (a user's trained target, ``members: bool[n]`` its
+    training rows), attacked with every population model as a reference. ``targets`` is empty."""
+    if members.shape != (target_signal.shape[0],):
+        raise SignalError(f"members {members.shape} does not match the target signal {target_signal.shape}")
+    scores = run_attack(spec, target_signal, ref_signal, ref_keep, labels, **params)[None]
+    per_target, summary = summarize(scores, members[None], fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
+    return AttackResult(name or spec.name, spec.signal, [], scores, per_target, summary, params)
+
+
 SignalSource = Callable[[str], np.ndarray]

@@ -20,9 +20,9 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
 
 
-def _fmt(stat: dict[str, float], percent: bool) -> str:
+def _fmt(stat: dict[str, float], percent: bool, spread: bool = True) -> str:
     f = 100.0 if percent else 1.0
-    out = f"{stat['mean'] * f:.2f} ± {stat['std'] * f:.2f}"
+    out = f"{stat['mean'] * f:.2f}" + (f" ± {stat['std'] * f:.2f}" if spread else "")
     if "lo" in stat:
         out += f" <small>[{stat['lo'] * f:.2f}, {stat['hi'] * f:.2f}]</small>"
     return out
@@ -33,14 +33,16 @@ def metrics_html(document: dict[str, Any]) -> str:
     first = next(iter(attacks.values()))["summary"]
     tprs = [k for k in first if k.startswith("tpr@")]
     head = "".join(f"<th>TPR % @ {float(k[4:]) * 100:g}% FPR</th>" for k in tprs)
+    many = len(document["targets"]) > 1   # one model (a user's target): no spread over targets
     rows = []
     for name, res in attacks.items():
         s = res["summary"]
-        cells = "".join(f"<td>{_fmt(s[k], True)}</td>" for k in tprs)
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(s['auc'], False)}</td>"
-                    f"<td>{_fmt(s['balanced_accuracy'], False)}</td>{cells}</tr>")
+        cells = "".join(f"<td>{_fmt(s[k], True, many)}</td>" for k in tprs)
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(s['auc'], False, many)}</td>"
+                    f"<td>{_fmt(s['balanced_accuracy'], False, many)}</td>{cells}</tr>")
+    spread = f"mean ± std over {len(document['targets'])} target models" if many else "value"
     return (f"<table><tr><th>attack</th><th>AUC</th><th>balanced acc.</th>{head}</tr>{''.join(rows)}</table>"
-            f"<p class=note>mean ± std over {len(document['targets'])} target models [95% bootstrap interval]. "
+            f"<p class=note>{spread} [95% bootstrap interval]. "
             f"TPR convention: {html.escape(document['tpr_at_fpr'])}. {html.escape(document['protocol'])}.</p>")
 
 

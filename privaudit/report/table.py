@@ -7,9 +7,11 @@ from typing import Any
 from rich.table import Table
 
 
-def _cell(stat: dict[str, float], percent: bool) -> str:
+def _cell(stat: dict[str, float], percent: bool, spread: bool = True) -> str:
     f = 100.0 if percent else 1.0
-    text = f"{stat['mean'] * f:.2f} ± {stat['std'] * f:.2f}" if percent else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+    text = f"{stat['mean'] * f:.2f}" if percent else f"{stat['mean']:.3f}"
+    if spread:
+        text += f" ± {stat['std'] * f:.2f}" if percent else f" ± {stat['std']:.3f}"
     if "lo" in stat:
         text += f" [{stat['lo'] * f:.2f}, {stat['hi'] * f:.2f}]" if percent else f" [{stat['lo']:.3f}, {stat['hi']:.3f}]"
     return text
@@ -21,10 +23,12 @@ def metrics_table(document: dict[str, Any], title: str | None = None) -> Table:
     first = next(iter(attacks.values()))["summary"]
     tprs = [k for k in first if k.startswith("tpr@")]
     n_neg = int(first.get("n_negatives_per_target", {}).get("mean", 0))
+    many = len(document["targets"]) > 1   # one model (a user's target): no spread over targets
     table = Table(title=title or f"{document['run']}: {len(document['targets'])} targets, "
                   f"{document['n_models']} models, epoch {document['epoch']}",
-                  caption=f"mean ± std over targets [95% bootstrap CI]; TPR is {document['tpr_at_fpr']}; "
-                          f"{n_neg} non-members per target; † FPR < 1/{n_neg}: rests on zero false positives")
+                  caption=f"{'mean ± std over targets' if many else 'value'} [95% bootstrap CI]; TPR is "
+                          f"{document['tpr_at_fpr']}; {n_neg} non-members{' per target' if many else ''}; "
+                          f"† FPR < 1/{n_neg}: rests on zero false positives")
     table.add_column("attack")
     table.add_column("AUC")
     table.add_column("bal. acc")
@@ -32,6 +36,6 @@ def metrics_table(document: dict[str, Any], title: str | None = None) -> Table:
         table.add_column(f"TPR % @ FPR {float(k[4:]) * 100:g}%")
     for name, res in attacks.items():
         s = res["summary"]
-        table.add_row(name, _cell(s["auc"], False), _cell(s["balanced_accuracy"], False),
-                      *[_cell(s[k], True) + (" †" if float(k[4:]) * n_neg < 1 else "") for k in tprs])
+        table.add_row(name, _cell(s["auc"], False, many), _cell(s["balanced_accuracy"], False, many),
+                      *[_cell(s[k], True, many) + (" †" if float(k[4:]) * n_neg < 1 else "") for k in tprs])
     return table

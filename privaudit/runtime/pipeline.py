@@ -355,8 +355,10 @@ def metrics_document(cfg: RunConfig, results: dict, epoch: int) -> dict[str, Any
 
 
 # -- report --------------------------------------------------------------------------------------
-def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int, cache: dict | None = None) -> Path:
-    """Plots (``results/*.png``) and the self-contained ``report/index.html``."""
+def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int, cache: dict | None = None,
+           target: dict | None = None) -> Path:
+    """Plots (``results/*.png``) and the self-contained ``report/index.html`` (with a section on the
+    user's target model when ``target`` holds its results)."""
     from privaudit.analysis.memorization import privacy_score
     from privaudit.report import html as rh
     from privaudit.report.plots import histograms, roc_loglog
@@ -370,6 +372,13 @@ def report(cfg: RunConfig, store: RunStore, results: dict, epoch: int, cache: di
                           store.path(folder, "score_histograms.png"), title="target model 0")
     sections = [("Attacks", rh.metrics_html(metrics_document(cfg, results, epoch))),
                 ("ROC (log-log)", rh._img(roc_png)), ("Score distributions", rh._img(hist_png))]
+    if target:
+        members = store.load_npy("target/members.npy")
+        png = roc_loglog({k: (r.scores, members[None]) for k, r in target.items()},
+                         store.path("results", "target", "roc.png"), title="your target model: ROC")
+        sections.insert(0, ("Your target model", "<p class=note>the given model, attacked with all "
+                            f"{cfg.population.n_models} population models as references</p>" +
+                            rh.metrics_html(store.load_json("results/target/metrics.json")) + rh._img(png)))
     labels = np.asarray(store.load_npy("data/y.npy"))[:n_audit(store)]
     phi = load_signal(store, "phi", epoch, labels, {} if cache is None else cache)
     risk = privacy_score(phi, keep)
@@ -407,9 +416,16 @@ def attack_and_report(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: i
     epoch = epoch or cfg.training.epochs
     cache: dict = {}
     results = evaluate(cfg, store, attacks=attacks, epoch=epoch, cache=cache)
-    path = report(cfg, store, results, epoch, cache)
+    target = None
+    if cfg.target is not None and epoch == cfg.training.epochs:
+        from privaudit.runtime.target_stage import evaluate_target
+        target = evaluate_target(cfg, store, attacks=attacks, cache=cache)
+    path = report(cfg, store, results, epoch, cache, target=target)
     if console is not None:
         console.print(metrics_table(metrics_document(cfg, results, epoch)))
+        if target is not None:
+            doc = store.load_json("results/target/metrics.json")
+            console.print(metrics_table(doc, title=f"{doc['run']} ({cfg.population.n_models} reference models)"))
         console.print(f"report: {path}\nmetrics: {store.path('results', f'epoch_{epoch:04d}', 'metrics.json')}")
     return results
 
@@ -421,6 +437,9 @@ def run_all(cfg: RunConfig, *, attacks=None, console: Console | None = None) -> 
     store = RunStore(cfg.run_dir)
     t0 = time.perf_counter()
     prepare(cfg, store)
+    if cfg.target is not None:
+        from privaudit.runtime.target_stage import prepare_target
+        prepare_target(cfg, store)   # validate the user's files before any training
     train(cfg, store)
     compute_signals(cfg, store)
     if cfg.curvature is not None:

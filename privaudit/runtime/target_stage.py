@@ -1,0 +1,164 @@
+"""Pipeline stage: audit the user's own trained model (``target:`` in the config; DESIGN §1.2).
+
+The population, trained with the config's recipe on random halves of the pool, is the reference
+set. The target model is queried on the pool with the same queries, and every configured attack
+scores it against all M population models (online attacks use their IN and OUT rows, offline
+attacks the OUT rows). The ground truth is ``target.members``: which pool rows the target trained on.
+
+Artifacts: ``target/members.npy``, ``target/info.json`` (model path and sha256),
+``signals/epoch_E/target_logits.npy [1, n, A, C]``, ``results/target/metrics.json`` and
+``scores_<attack>.npy``. A changed model file is re-queried; everything else resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from privaudit.config import RunConfig
+from privaudit.device import resolve_device
+from privaudit.errors import ConfigError, DataError
+from privaudit.models.group import ModuleList
+from privaudit.runtime.pipeline import TPR_CONVENTION, load_pool, load_signal, n_audit, queries
+from privaudit.runtime.store import RunStore
+from privaudit.signals.query import query_logits
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_members(path: str | Path, n: int) -> np.ndarray:
+    """``bool[n]`` from a ``.npy`` file of booleans or 0/1 integers over the pool's rows."""
+    path = Path(path)
+    try:
+        members = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"target.members: missing file {path}") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"target.members: unreadable .npy file {path} ({err.__class__.__name__})") from None
+    if members.shape != (n,):
+        raise DataError(f"target.members: {path} has shape {list(members.shape)}; expected [{n}], one entry "
+                        f"per pool row")
+    if members.dtype != bool and not (members.dtype.kind in "iu" and np.isin(members, (0, 1)).all()):
+        raise DataError(f"target.members: {path} must hold booleans or 0/1 integers, got {members.dtype}")
+    members = members.astype(bool)
+    if members.all() or not members.any():
+        raise DataError(f"target.members: {path} marks {'every' if members.all() else 'no'} row as a member; "
+                        f"an audit needs both members and non-members")
+    return members
+
+
+class _Exported(torch.nn.Module):
+    """A ``torch.export`` program's module; its train/eval behaviour was fixed at export time
+    (its ``eval()`` raises), so switching modes is a no-op here."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.inner = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+    def train(self, mode: bool = True) -> "_Exported":
+        return self
+
+
+def load_target_model(path: str | Path, device: torch.device) -> torch.nn.Module:
+    """A TorchScript file (``torch.jit.save``) or a ``torch.export`` program (``.pt2``), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"target.model: missing file {path}")
+    try:
+        if path.suffix == ".pt2":
+            model = _Exported(torch.export.load(str(path)).module()).to(device)
+        else:
+            model = torch.jit.load(str(path), map_location=device)
+    except Exception as err:  # torch raises many types for files it cannot read
+        raise DataError(f"target.model: {path} is not a TorchScript (torch.jit.save) or torch.export (.pt2) "
+                        f"file ({err.__class__.__name__}); save the trained model in one of these formats") from None
+    return model.eval()
+
+
+def prepare_target(cfg: RunConfig, store: RunStore) -> None:
+    """Validate and store the members mask; note the model file's hash (a new file is re-queried)."""
+    members = read_members(cfg.target.members, n_audit(store))
+    store.save_npy("target/members.npy", members)
+    info = {"model": str(Path(cfg.target.model).resolve()), "sha256": _sha256(Path(cfg.target.model)),
+            "members": int(members.sum()), "non_members": int((~members).sum())}
+    old = store.load_json("target/info.json") if store.path("target/info.json").exists() else None
+    if old is not None and old["sha256"] != info["sha256"]:
+        store.signal_file("target_logits", cfg.training.epochs).unlink(missing_ok=True)
+    store.save_json("target/info.json", info)
+
+
+def query_target(cfg: RunConfig, store: RunStore) -> np.ndarray:
+    """The target's logits ``float32[1, n, A, C]`` under the run's queries (computed once)."""
+    path = store.signal_file("target_logits", cfg.training.epochs)
+    if path.exists():
+        return store.load_npy(path)
+    x, _, n_classes = load_pool(store, audited_only=True)
+    model = load_target_model(cfg.target.model, resolve_device(cfg.training.device))
+    try:
+        logits = query_logits(ModuleList([model]), x, queries(cfg))
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise DataError(f"target.model failed on the pool's inputs [B, {', '.join(map(str, x.shape[1:]))}] "
+                        f"({(str(err).splitlines() or [err.__class__.__name__])[0]}); a torch.export program "
+                        f"needs a dynamic batch dimension") from None
+    if logits.shape[-1] != n_classes or not np.isfinite(logits).all():
+        raise DataError(f"target.model must return finite logits [B, {n_classes}] for inputs "
+                        f"[B, {', '.join(map(str, x.shape[1:]))}]; got [B, {logits.shape[-1]}]"
+                        f"{'' if np.isfinite(logits).all() else ' with NaN/inf'}")
+    store.save_npy(path, logits)
+    return logits
+
+
+def evaluate_target(cfg: RunConfig, store: RunStore, *, attacks=None, cache: dict | None = None) -> dict[str, Any]:
+    """Every attack on the target, with all M population models as references; writes
+    ``results/target/metrics.json`` and the per-sample scores."""
+    from privaudit.attacks.registry import get_attack
+    from privaudit.evaluation.protocol import evaluate_given_target
+    from privaudit.signals.transforms import derive
+
+    epoch, ev = cfg.training.epochs, cfg.evaluation
+    keep = store.load_npy("keep.npy")
+    members = store.load_npy("target/members.npy")
+    labels = np.asarray(store.load_npy("data/y.npy"))[:n_audit(store)]
+    target_logits = query_target(cfg, store)
+    cache = {} if cache is None else cache
+    results = {}
+    for a in attacks if attacks is not None else cfg.attacks:
+        spec = get_attack(a.name)
+        signal_name = a.signal or spec.signal
+        if signal_name == "curvature":
+            continue   # needs the target's input gradients: not computed for a user model
+        target_signal = derive(signal_name, np.asarray(target_logits), labels)[0]
+        ref_signal = load_signal(store, signal_name, epoch, labels, cache)
+        res = evaluate_given_target(spec, target_signal, ref_signal, keep, members, labels, fprs=tuple(ev.fprs),
+                                    mode=ev.tpr_mode, n_boot=ev.bootstrap, seed=ev.seed, name=a.key, **dict(a.params))
+        res.signal = signal_name
+        results[a.key] = res
+        store.save_npy(f"results/target/scores_{a.key}.npy", res.scores[0].astype(np.float32))
+    if not results:
+        raise ConfigError("no configured attack can score a user's target model (curvature attacks need its "
+                          "input gradients); add e.g. lira_online")
+    store.save_json("results/target/metrics.json", target_document(cfg, store, results))
+    return results
+
+
+def target_document(cfg: RunConfig, store: RunStore, results: dict) -> dict[str, Any]:
+    info = store.load_json("target/info.json")
+    return {"run": f"{cfg.name}: target model {Path(info['model']).name}", "epoch": cfg.training.epochs,
+            "n_models": cfg.population.n_models, "targets": ["target"], "model": info,
+            "protocol": "the given target model, attacked with every population model as a reference",
+            "tpr_at_fpr": TPR_CONVENTION[cfg.evaluation.tpr_mode],
+            "intervals": f"{cfg.evaluation.bootstrap} bootstrap resamples of the pool, 95% percentile interval",
+            "attacks": {k: r.to_dict() for k, r in results.items()}}
