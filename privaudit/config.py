@@ -94,6 +94,7 @@ class TrainingConfig(Strict):
     backend: Literal["auto", "wide", "vmap", "loop"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"   # auto: the GPU when PyTorch sees one
     workers: int = Field(2, ge=1)                     # CPU worker processes (one process on a GPU)
+    executor: Literal["local", "ray"] = "local"       # ray: the groups become Ray tasks (a cluster: RAY_ADDRESS)
     dp: DPConfig | None = None
 
     @model_validator(mode="after")
@@ -198,7 +199,7 @@ class RunConfig(Strict):
         """What determines the trained models (a run dir may not change these and resume)."""
         d = self.model_dump(mode="json")
         return {k: d[k] for k in ("seed", "data", "model", "canaries", "poison")} | {
-            "training": {k: v for k, v in d["training"].items() if k not in ("workers", "backend", "device")},
+            "training": {k: v for k, v in d["training"].items() if k not in ("workers", "backend", "device", "executor")},
             "population": {k: v for k, v in d["population"].items() if k != "models_per_group"}}
 
 

@@ -5,18 +5,23 @@ Two processes with one thread each beat one process with two threads for every w
 on this machine type (``spec/CPU_PERF.md`` §4), so ``workers`` defaults to the core count and each
 worker pins torch to one thread. Tasks write their own artifacts atomically; the executor only
 schedules them, so a killed run leaves finished groups on disk and the rerun skips them.
-(For several machines, the same task functions can be submitted as Ray tasks instead.)
+
+``executor="ray"`` submits the same task functions as Ray tasks (one CPU, and one GPU when the run
+uses one): a local Ray instance, or the cluster ``RAY_ADDRESS`` names. The run directory must then
+be on storage every node sees; each task writes its own files there, so resume works unchanged.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_mod
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable
 
 import torch
 
+from privaudit.errors import ConfigError
 from privaudit.runtime.allocator import apply_malloc_fix
 
 Task = Callable[..., Any]
@@ -31,9 +36,13 @@ def _call(fn: Task, kwargs: dict[str, Any], progress_queue: Any) -> Any:
     return fn(**kwargs, on_progress=lambda n: progress_queue.put(n))
 
 
-def run_tasks(fn: Task, tasks: list[dict[str, Any]], *, workers: int,
-              advance: Callable[[int], None]) -> list[Any]:
+def run_tasks(fn: Task, tasks: list[dict[str, Any]], *, workers: int, advance: Callable[[int], None],
+              executor: str = "local", gpus_per_task: float = 0.0) -> list[Any]:
     """Call ``fn(**task, on_progress=...)`` for every task; ``advance(n)`` receives progress."""
+    if executor == "ray":
+        return _run_ray(fn, tasks, advance, gpus_per_task)
+    if executor != "local":
+        raise ConfigError(f"unknown executor {executor!r}; choose local or ray")
     apply_malloc_fix()
     if workers <= 1 or len(tasks) <= 1:
         return [fn(**t, on_progress=advance) for t in tasks]
@@ -59,3 +68,32 @@ def _drain(q: Any, advance: Callable[[int], None]) -> None:
             advance(q.get_nowait())
         except queue_mod.Empty:
             return
+
+
+def _counted_call(fn: Task, kwargs: dict[str, Any]) -> tuple[Any, int]:
+    """A Ray task: one thread, progress summed and returned with the result."""
+    _init_worker()
+    done = [0]
+    value = fn(**kwargs, on_progress=lambda n: done.__setitem__(0, done[0] + n))
+    return value, done[0]
+
+
+def _run_ray(fn: Task, tasks: list[dict[str, Any]], advance: Callable[[int], None], gpus: float) -> list[Any]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("training.executor is 'ray' but Ray is not installed; pip install 'privaudit[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    remote = ray.remote(num_cpus=1, num_gpus=gpus)(_counted_call)
+    pending = {remote.remote(fn, t): i for i, t in enumerate(tasks)}
+    results: list[Any] = [None] * len(tasks)
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            value, units = ray.get(ref)   # re-raises a task's error here
+            results[pending.pop(ref)] = value
+            advance(units)
+    return results
+

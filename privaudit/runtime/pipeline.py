@@ -58,9 +58,12 @@ def signal_epochs(cfg: RunConfig) -> list[int]:
     return sorted(set(cfg.training.checkpoints) | {cfg.training.epochs})
 
 
-def workers(cfg: RunConfig) -> int:
-    """CPU worker processes; on a GPU the groups run one after another in this process."""
-    return 1 if resolve_device(cfg.training.device).type == "cuda" else cfg.training.workers
+def schedule(cfg: RunConfig) -> dict[str, Any]:
+    """How :func:`run_tasks` runs the groups: ``workers`` CPU processes (on a GPU one after another
+    in this process), or Ray tasks with one GPU each when the run uses a GPU."""
+    gpu = resolve_device(cfg.training.device).type == "cuda"
+    return {"workers": 1 if gpu else cfg.training.workers, "executor": cfg.training.executor,
+            "gpus_per_task": 1.0 if gpu else 0.0}
 
 
 def queries(cfg: RunConfig) -> list[tuple[bool, int, int]]:
@@ -206,7 +209,7 @@ def train(cfg: RunConfig, store: RunStore) -> None:
         n_models = sum(len(ids) for ids in todo)
         with progress_bar(f"train {n_models} models ({backend}, {device.type})", n_models * steps) as advance:
             tasks = [{"run_dir": str(store.root), "model_ids": ids} for ids in todo]
-            run_tasks(train_group_task, tasks, workers=workers(cfg), advance=advance)
+            run_tasks(train_group_task, tasks, **schedule(cfg), advance=advance)
     info = {}
     if cfg.training.dp is not None:
         from privaudit.runtime.audit_stage import dp_claim
@@ -257,7 +260,7 @@ def per_group_signal(cfg: RunConfig, store: RunStore, name: str, epoch: int, tas
     if todo:
         with progress_bar(description, sum(len(ids) for ids in todo)) as advance:
             tasks = [{"run_dir": str(store.root), "model_ids": ids, "epoch": epoch} for ids in todo]
-            run_tasks(task, tasks, workers=workers(cfg), advance=advance)
+            run_tasks(task, tasks, **schedule(cfg), advance=advance)
     parts = [store.load_npy(store.signal_file(name, epoch, ids)) for ids in groups(cfg)]
     store.save_npy(final, np.concatenate(parts))
 
