@@ -9,7 +9,7 @@ models, so this study measures both, on a trained run (e.g. ``configs/mnist_curv
   targets (``privaudit.evaluation.protocol``), and the members / non-members median ratio;
 * agreement of each variant with fp64 at the same h (|log ratio| median and 90th percentile,
   Spearman rho of log-curvature) and the fraction of exactly-zero values (saturated fp32 losses);
-* the per-sample loss: the stage's ``stable_cross_entropy`` vs torch's ``F.cross_entropy``;
+* the per-sample loss: the default ``stable_cross_entropy`` vs torch's ``F.cross_entropy``;
 * the run's curvature settings on the same subset with identity + mirror queries: identity only,
   mirror only, both (is the paper's mirror augmentation useful on this data?).
 
@@ -30,12 +30,12 @@ from scipy.stats import spearmanr
 
 from privaudit.attacks.registry import get_attack
 from privaudit.evaluation.protocol import score_targets, summarize
-from privaudit.runtime.curvature_stage import curvature_of_group, stable_cross_entropy
+from privaudit.runtime.curvature_stage import curvature_of_group
 from privaudit.runtime.pipeline import groups, load_group, load_pool, read_config
 from privaudit.runtime.store import RunStore
-from privaudit.signals.curvature import cross_entropy_loss
+from privaudit.signals.curvature import cross_entropy_loss, stable_cross_entropy
 
-# (estimator, h, dtype, loss): "stable" = the stage's stable_cross_entropy, "torch" = F.cross_entropy
+# (estimator, h, dtype, loss): "stable" = the default stable_cross_entropy, "torch" = F.cross_entropy
 # (the released code's numerics: fp32 rounds confident losses to multiples of ~6e-8)
 VARIANTS = [("zero_order", 1e-3, "float32", "torch"), ("zero_order", 1e-3, "float32", "stable"),
             ("zero_order", 1e-3, "float64", "stable"), ("zero_order", 1e-2, "float32", "stable"),

@@ -17,28 +17,12 @@ from privaudit.config import CurvatureConfig, RunConfig
 from privaudit.runtime.pipeline import load_group, load_pool, per_group_signal, read_config
 from privaudit.runtime.store import RunStore
 from privaudit.signals import curvature as est
+from privaudit.signals.curvature import stable_cross_entropy
 from privaudit.training.augment import apply_query
 
 
 def curvature_queries(cfg: RunConfig, is_image: bool) -> list[tuple[bool, int, int]]:
     return [(False, 0, 0), (True, 0, 0)] if cfg.curvature.mirror and is_image else [(False, 0, 0)]
-
-
-def stable_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample cross-entropy ``[K, N]`` as ``softplus(logsumexp_{c != y} z_c - z_y)``.
-
-    The same function as ``F.cross_entropy`` but with full *relative* precision for confident
-    predictions: ``F.cross_entropy`` evaluates ``log(1 + e^-margin)`` as ``log(sum)``, which fp32
-    rounds to multiples of ~6e-8 (exactly 0 beyond a margin of ~17). A loss finite difference on a
-    confident sample is then rounding noise or exactly 0 (log-curvature -50.7); on the MNIST CNN
-    ~7% of all (model, sample) zero-order values were exactly 0 (``benchmarks/curvature_h.py``).
-    """
-    k, n, _ = logits.shape
-    idx = y.reshape(1, n, 1).expand(k, n, 1)
-    z_y = logits.gather(-1, idx).squeeze(-1)
-    others = logits.scatter(-1, idx, float("-inf"))
-    d = torch.logsumexp(others, dim=-1) - z_y
-    return torch.logaddexp(torch.zeros_like(d), d)   # softplus without its x > 20 cut-off
 
 
 def zo_batch_size(arch: str, device: torch.device | str = "cpu") -> int:
