@@ -238,6 +238,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     for section, key in (("data", "root"), ("target", "model"), ("target", "members")):
+        if not isinstance(data.get(section) or {}, dict):
+            raise ConfigError(f"{path}: {section} must be a section of keys (see the README), "
+                              f"got {data[section]!r}")
         value = (data.get(section) or {}).get(key)
         if value and not Path(value).is_absolute():
             resolved = (path.parent / value).resolve()

@@ -1,7 +1,8 @@
 """Where tensors live: ``training.device`` (``auto`` | ``cpu`` | ``cuda``) resolved to a torch device.
 
-``auto`` takes the GPU when PyTorch sees one and the CPU otherwise. Results are reproducible for
-a seed on one kind of device; a GPU and a CPU give slightly different floating-point results.
+``auto`` takes the GPU when PyTorch sees one and the CPU otherwise. A CPU run is bit-reproducible
+for a seed; on a GPU, cuDNN's backward kernels are not bit-deterministic, so GPU runs (and a GPU
+run against a CPU run) agree up to float rounding (``tests/test_device.py``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from privaudit.config import parse_config
-from privaudit.errors import ConfigError
+from privaudit.errors import ConfigError, DataError
 from privaudit.runtime.executor import run_tasks
 
 RUN = {"seed": 0, "data": {"name": "digits", "n": 600},
@@ -36,3 +36,22 @@ def test_ray_tasks_train_and_query_the_local_executors_models(tmp_path):
     for name in ("loss", "lira_online"):
         auc = {e: r[name].summary["auc"]["mean"] for e, r in results.items()}
         assert auc["ray"] == pytest.approx(auc["local"], abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_a_failing_ray_task_raises_its_own_one_line_error():
+    ray = pytest.importorskip("ray")
+
+    def _fails_on_one(i, on_progress):   # local: Ray ships it by value (workers cannot import tests/)
+        if i == 1:
+            raise DataError("group 1 is broken")
+        on_progress(1)
+        return i
+
+    try:
+        with pytest.raises(DataError, match=r"^group 1 is broken$"):
+            run_tasks(_fails_on_one, [{"i": i} for i in range(3)], workers=1, advance=lambda n: None,
+                      executor="ray")
+    finally:
+        ray.shutdown()
+

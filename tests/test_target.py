@@ -99,12 +99,53 @@ def test_target_files_are_checked_with_clear_errors(tmp_path, user_model):
 def test_a_torchscript_target_with_the_wrong_output_is_refused(tmp_path, user_model):
     from privaudit.runtime.pipeline import prepare
     from privaudit.runtime.store import RunStore
-    from privaudit.runtime.target_stage import prepare_target, query_target
+    from privaudit.runtime.target_stage import prepare_target
 
     torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))).save(str(tmp_path / "m3.pt"))
     cfg = load_config(_config(tmp_path, user_model, model=str(tmp_path / "m3.pt")))
     store = RunStore(cfg.run_dir)
     prepare(cfg, store)
-    prepare_target(cfg, store)
     with pytest.raises(DataError, match=r"must return finite logits \[B, 10\]"):
-        query_target(cfg, store)
+        prepare_target(cfg, store)   # the target is queried before any training
+
+
+def _linear_program(path: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(model, (torch.zeros(4, 1, 8, 8),), dynamic_shapes=({0: batch},)),
+                      str(path))
+
+
+def test_target_is_checked_before_training_and_requeried_when_its_file_changes(tmp_path, user_model):
+    from privaudit.runtime.pipeline import prepare
+    from privaudit.runtime.store import RunStore
+    from privaudit.runtime.target_stage import prepare_target, query_target
+
+    cfg = load_config(_config(tmp_path, user_model, model=str(tmp_path / "linear.pt2")))
+    store = RunStore(cfg.run_dir)
+    prepare(cfg, store)
+    with pytest.raises(DataError, match="target.model: missing file"):
+        prepare_target(cfg, store)
+    assert not store.path("models").exists()   # nothing trained
+    _linear_program(tmp_path / "linear.pt2", seed=0)
+    prepare_target(cfg, store)
+    first = query_target(cfg, store)
+    assert first.shape == (1, 1797, 1, 10)
+    np.testing.assert_array_equal(query_target(cfg, store), first)   # cached
+    _linear_program(tmp_path / "linear.pt2", seed=1)                  # a new model in the same file
+    assert not np.allclose(query_target(cfg, store), first)
+
+
+def test_members_and_target_section_must_have_the_right_form(tmp_path, user_model):
+    from privaudit.runtime.target_stage import read_members
+
+    np.savez(tmp_path / "m.npz", members=np.ones(10, dtype=bool))
+    with pytest.raises(DataError, match="not a .npy file holding one array"):
+        read_members(tmp_path / "m.npz", 10)
+    doc = yaml.safe_load(_config(tmp_path, user_model).read_text())
+    doc["target"] = "model.pt2"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="target must be a section of keys"):
+        load_config(tmp_path / "s.yaml")
+

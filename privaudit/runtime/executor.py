@@ -86,14 +86,21 @@ def _run_ray(fn: Task, tasks: list[dict[str, Any]], advance: Callable[[int], Non
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
-    remote = ray.remote(num_cpus=1, num_gpus=gpus)(_counted_call)
+    hide_gpus = {} if gpus else {"runtime_env": {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}}   # CPU tasks stay off GPUs
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, **hide_gpus)(_counted_call)
     pending = {remote.remote(fn, t): i for i, t in enumerate(tasks)}
     results: list[Any] = [None] * len(tasks)
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
-            value, units = ray.get(ref)   # re-raises a task's error here
-            results[pending.pop(ref)] = value
+            index = pending.pop(ref)
+            try:
+                value, units = ray.get(ref)
+            except ray.exceptions.RayTaskError as err:   # the task's own error, without Ray's traceback
+                for other in pending:
+                    ray.cancel(other)
+                raise err.cause if isinstance(err.cause, BaseException) else err from None
+            results[index] = value
             advance(units)
     return results
 

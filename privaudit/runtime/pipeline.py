@@ -60,8 +60,12 @@ def signal_epochs(cfg: RunConfig) -> list[int]:
 
 def schedule(cfg: RunConfig) -> dict[str, Any]:
     """How :func:`run_tasks` runs the groups: ``workers`` CPU processes (on a GPU one after another
-    in this process), or Ray tasks with one GPU each when the run uses a GPU."""
-    gpu = resolve_device(cfg.training.device).type == "cuda"
+    in this process), or Ray tasks with one GPU each when the run uses a GPU (``device: cuda``, or
+    ``auto`` where this machine has one; the Ray head itself may have none)."""
+    if cfg.training.executor == "ray":
+        gpu = cfg.training.device == "cuda" or (cfg.training.device == "auto" and torch.cuda.is_available())
+    else:
+        gpu = resolve_device(cfg.training.device).type == "cuda"
     return {"workers": 1 if gpu else cfg.training.workers, "executor": cfg.training.executor,
             "gpus_per_task": 1.0 if gpu else 0.0}
 
@@ -204,10 +208,10 @@ def train(cfg: RunConfig, store: RunStore) -> None:
     todo = [ids for ids in groups(cfg) if not _group_done(cfg, store, ids)]
     if todo:
         steps = steps_per_epoch(keep, cfg.training.batch_size) * cfg.training.epochs
-        device = resolve_device(cfg.training.device)
+        device = "cuda" if schedule(cfg)["gpus_per_task"] else "cpu"
         backend = choose_backend(arch_spec(cfg), cfg.training.backend, device)
         n_models = sum(len(ids) for ids in todo)
-        with progress_bar(f"train {n_models} models ({backend}, {device.type})", n_models * steps) as advance:
+        with progress_bar(f"train {n_models} models ({backend}, {device})", n_models * steps) as advance:
             tasks = [{"run_dir": str(store.root), "model_ids": ids} for ids in todo]
             run_tasks(train_group_task, tasks, **schedule(cfg), advance=advance)
     info = {}
@@ -422,7 +426,9 @@ def attack_and_report(cfg: RunConfig, store: RunStore, *, attacks=None, epoch: i
     target = None
     if cfg.target is not None and epoch == cfg.training.epochs:
         from privaudit.runtime.target_stage import evaluate_target
-        target = evaluate_target(cfg, store, attacks=attacks, cache=cache)
+        target = evaluate_target(cfg, store, attacks=attacks, cache=cache) or None
+        if target is None and console is not None:
+            console.print("target model: no chosen attack can score it (curvature attacks need its input gradients)")
     path = report(cfg, store, results, epoch, cache, target=target)
     if console is not None:
         console.print(metrics_table(metrics_document(cfg, results, epoch)))

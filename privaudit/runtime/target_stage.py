@@ -7,7 +7,7 @@ attacks the OUT rows). The ground truth is ``target.members``: which pool rows t
 
 Artifacts: ``target/members.npy``, ``target/info.json`` (model path and sha256),
 ``signals/epoch_E/target_logits.npy [1, n, A, C]``, ``results/target/metrics.json`` and
-``scores_<attack>.npy``. A changed model file is re-queried; everything else resumes.
+``scores_<attack>.npy``. A changed model file or query grid is re-queried; everything else resumes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 
 from privaudit.config import RunConfig
 from privaudit.device import resolve_device
-from privaudit.errors import ConfigError, DataError
+from privaudit.errors import DataError
 from privaudit.models.group import ModuleList
 from privaudit.runtime.pipeline import TPR_CONVENTION, load_pool, load_signal, n_audit, queries
 from privaudit.runtime.store import RunStore
@@ -41,10 +41,13 @@ def read_members(path: str | Path, n: int) -> np.ndarray:
     path = Path(path)
     try:
         members = np.load(path, allow_pickle=False)
+        if not isinstance(members, np.ndarray):
+            raise ValueError("not a single array")
     except FileNotFoundError:
         raise DataError(f"target.members: missing file {path}") from None
     except (OSError, ValueError) as err:
-        raise DataError(f"target.members: unreadable .npy file {path} ({err.__class__.__name__})") from None
+        raise DataError(f"target.members: {path} is not a .npy file holding one array "
+                        f"({err.__class__.__name__}: {err}); write it with numpy.save") from None
     if members.shape != (n,):
         raise DataError(f"target.members: {path} has shape {list(members.shape)}; expected [{n}], one entry "
                         f"per pool row")
@@ -79,7 +82,9 @@ def load_target_model(path: str | Path, device: torch.device) -> torch.nn.Module
         raise DataError(f"target.model: missing file {path}")
     try:
         if path.suffix == ".pt2":
-            model = _Exported(torch.export.load(str(path)).module()).to(device)
+            from torch.export.passes import move_to_device_pass
+            program = move_to_device_pass(torch.export.load(str(path)), device)   # devices fixed at export
+            model = _Exported(program.module())
         else:
             model = torch.jit.load(str(path), map_location=device)
     except Exception as err:  # torch raises many types for files it cannot read
@@ -89,21 +94,32 @@ def load_target_model(path: str | Path, device: torch.device) -> torch.nn.Module
 
 
 def prepare_target(cfg: RunConfig, store: RunStore) -> None:
-    """Validate and store the members mask; note the model file's hash (a new file is re-queried)."""
+    """Validate and store the members mask, then query the target (before any training, so that
+    a wrong file or output shape is reported at once)."""
     members = read_members(cfg.target.members, n_audit(store))
     store.save_npy("target/members.npy", members)
-    info = {"model": str(Path(cfg.target.model).resolve()), "sha256": _sha256(Path(cfg.target.model)),
-            "members": int(members.sum()), "non_members": int((~members).sum())}
-    old = store.load_json("target/info.json") if store.path("target/info.json").exists() else None
-    if old is not None and old["sha256"] != info["sha256"]:
-        store.signal_file("target_logits", cfg.training.epochs).unlink(missing_ok=True)
-    store.save_json("target/info.json", info)
+    query_target(cfg, store)
+
+
+def _target_key(cfg: RunConfig) -> dict[str, Any]:
+    """What determines the target's logits: the model file (by content) and the query grid."""
+    path = Path(cfg.target.model)
+    if not path.is_file():
+        raise DataError(f"target.model: missing file {path}")
+    return {"model": str(path.resolve()), "sha256": _sha256(path), "queries": [list(q) for q in queries(cfg)]}
 
 
 def query_target(cfg: RunConfig, store: RunStore) -> np.ndarray:
-    """The target's logits ``float32[1, n, A, C]`` under the run's queries (computed once)."""
+    """The target's logits ``float32[1, n, A, C]`` under the run's queries, computed again only
+    when the model file or the queries change (``target/info.json``). If the model file is gone,
+    the stored logits of the same queries are used."""
     path = store.signal_file("target_logits", cfg.training.epochs)
-    if path.exists():
+    info = store.load_json("target/info.json") if store.path("target/info.json").exists() else {}
+    grid = [list(q) for q in queries(cfg)]
+    if path.exists() and not Path(cfg.target.model).is_file() and info.get("queries") == grid:
+        return store.load_npy(path)
+    key = _target_key(cfg)
+    if path.exists() and {k: info.get(k) for k in key} == key:
         return store.load_npy(path)
     x, _, n_classes = load_pool(store, audited_only=True)
     model = load_target_model(cfg.target.model, resolve_device(cfg.training.device))
@@ -111,19 +127,22 @@ def query_target(cfg: RunConfig, store: RunStore) -> np.ndarray:
         logits = query_logits(ModuleList([model]), x, queries(cfg))
     except (RuntimeError, AssertionError, ValueError) as err:
         raise DataError(f"target.model failed on the pool's inputs [B, {', '.join(map(str, x.shape[1:]))}] "
-                        f"({(str(err).splitlines() or [err.__class__.__name__])[0]}); a torch.export program "
-                        f"needs a dynamic batch dimension") from None
+                        f"({(str(err).splitlines() or [err.__class__.__name__])[0]}); it must accept any batch "
+                        f"size (a torch.export program needs a dynamic batch dimension)") from None
     if logits.shape[-1] != n_classes or not np.isfinite(logits).all():
         raise DataError(f"target.model must return finite logits [B, {n_classes}] for inputs "
                         f"[B, {', '.join(map(str, x.shape[1:]))}]; got [B, {logits.shape[-1]}]"
                         f"{'' if np.isfinite(logits).all() else ' with NaN/inf'}")
     store.save_npy(path, logits)
+    members = store.load_npy("target/members.npy")
+    store.save_json("target/info.json", key | {"members": int(members.sum()), "non_members": int((~members).sum())})
     return logits
 
 
 def evaluate_target(cfg: RunConfig, store: RunStore, *, attacks=None, cache: dict | None = None) -> dict[str, Any]:
     """Every attack on the target, with all M population models as references; writes
-    ``results/target/metrics.json`` and the per-sample scores."""
+    ``results/target/metrics.json`` and the per-sample scores. Curvature attacks are skipped (they
+    need the target's input gradients)."""
     from privaudit.attacks.registry import get_attack
     from privaudit.evaluation.protocol import evaluate_given_target
     from privaudit.signals.transforms import derive
@@ -147,10 +166,8 @@ def evaluate_target(cfg: RunConfig, store: RunStore, *, attacks=None, cache: dic
         res.signal = signal_name
         results[a.key] = res
         store.save_npy(f"results/target/scores_{a.key}.npy", res.scores[0].astype(np.float32))
-    if not results:
-        raise ConfigError("no configured attack can score a user's target model (curvature attacks need its "
-                          "input gradients); add e.g. lira_online")
-    store.save_json("results/target/metrics.json", target_document(cfg, store, results))
+    if results:   # none when only curvature attacks were asked for
+        store.save_json("results/target/metrics.json", target_document(cfg, store, results))
     return results
 
 
