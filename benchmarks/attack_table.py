@@ -28,7 +28,6 @@ pipeline stages (resuming whatever exists). Prints JSON on stdout, rich tables o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,8 @@ from rich.table import Table
 from privaudit.attacks.registry import ATTACKS, get_attack, run_attack
 from privaudit.evaluation import metrics
 from privaudit.evaluation.protocol import evaluate_attack
+
+from json_output import emit  # benchmarks/json_output.py
 
 console = Console(stderr=True, width=160)
 CURVE_ATTACKS = ("lira_online", "lira_online_global", "lira_offline", "lira_offline_global",
@@ -319,11 +320,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                              args.rmia_a) if ks else {}
     doc["seconds"] = time.perf_counter() - t0
     print_tables(doc)
-    text = json.dumps(doc, indent=1)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
-    print(text)
+    emit(doc, args.json, indent=1)
     return doc
 
 

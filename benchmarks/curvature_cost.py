@@ -21,7 +21,6 @@ per sample and query. Output: JSON on stdout (``--out`` also writes it to a file
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -35,9 +34,10 @@ from privaudit.models.architectures import ArchSpec, init_model
 from privaudit.models.group import group_from_state, stack_states
 from privaudit.runtime.allocator import apply_malloc_fix
 from privaudit.runtime.curvature_stage import zo_batch_size
-from privaudit.signals.curvature import stable_cross_entropy
 from privaudit.signals import curvature as est
 from privaudit.training.trainer import choose_backend
+
+from json_output import emit  # benchmarks/json_output.py
 
 MNIST_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -90,7 +90,7 @@ def measure(name: str, spec: ArchSpec, x: torch.Tensor, y: torch.Tensor, *, k: i
         t_fwd = timed(fwd, repeats)
         counter = CountingForward(group)
         zo = lambda: est.zero_order_curvature(counter, xd, y, n_models=k, h=h, rounds=rounds, dtype=dtype,
-                                              batch_size=zo_batch_size(spec.kind), loss_fn=stable_cross_entropy)
+                                              batch_size=zo_batch_size(spec.kind), loss_fn=est.stable_cross_entropy)
         zo()
         counter.samples = 0
         t_zo = timed(zo, repeats)
@@ -102,7 +102,7 @@ def measure(name: str, spec: ArchSpec, x: torch.Tensor, y: torch.Tensor, *, k: i
             "forward_equivalents": t_zo / t_fwd}
         if dtype == torch.float32:
             hut = lambda: est.hutchinson(group.forward_each, xd, y, n_models=k, probes=rounds, dtype=dtype,
-                                         loss_fn=stable_cross_entropy)
+                                         loss_fn=est.stable_cross_entropy)
             hut()
             t_h = timed(hut, repeats)
             out["hutchinson_fp32"] = {"seconds": t_h, "us_per_model_sample": 1e6 * t_h / (k * n),
@@ -133,11 +133,7 @@ def main() -> None:
         results.append(measure(name, spec, x, y, k=a.k, rounds=a.rounds, h=a.h, repeats=a.repeats))
     doc = {"benchmark": "curvature_cost", "threads": a.threads, "torch": torch.__version__,
            "machine": platform.processor() or platform.machine(), "per_query": True, "results": results}
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text + "\n")
+    emit(doc, a.out)
 
 
 if __name__ == "__main__":

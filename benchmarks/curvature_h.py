@@ -35,6 +35,8 @@ from privaudit.runtime.pipeline import groups, load_group, load_pool, read_confi
 from privaudit.runtime.store import RunStore
 from privaudit.signals.curvature import cross_entropy_loss, stable_cross_entropy
 
+from json_output import emit  # benchmarks/json_output.py
+
 # (estimator, h, dtype, loss): "stable" = the default stable_cross_entropy, "torch" = F.cross_entropy
 # (the released code's numerics: fp32 rounds confident losses to multiples of ~6e-8)
 VARIANTS = [("zero_order", 1e-3, "float32", "torch"), ("zero_order", 1e-3, "float32", "stable"),
@@ -130,11 +132,7 @@ def main() -> None:
     doc = {"benchmark": "curvature_h", "run": str(a.run), "n_models": int(keep.shape[0]), "n_samples": len(sub),
            "targets": targets, "rounds": cfg.curvature.rounds, "query": "identity", "variants": rows}
     doc["mirror_check"] = mirror_check(cfg, store, xs, ys, keep, targets)
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text + "\n")
+    emit(doc, a.out)
 
 
 if __name__ == "__main__":
