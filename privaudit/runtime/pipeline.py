@@ -208,12 +208,13 @@ def train(cfg: RunConfig, store: RunStore) -> None:
     todo = [ids for ids in groups(cfg) if not _group_done(cfg, store, ids)]
     if todo:
         steps = steps_per_epoch(keep, cfg.training.batch_size) * cfg.training.epochs
-        device = "cuda" if schedule(cfg)["gpus_per_task"] else "cpu"
+        plan = schedule(cfg)
+        device = "cuda" if plan["gpus_per_task"] else "cpu"
         backend = choose_backend(arch_spec(cfg), cfg.training.backend, device)
         n_models = sum(len(ids) for ids in todo)
         with progress_bar(f"train {n_models} models ({backend}, {device})", n_models * steps) as advance:
             tasks = [{"run_dir": str(store.root), "model_ids": ids} for ids in todo]
-            run_tasks(train_group_task, tasks, **schedule(cfg), advance=advance)
+            run_tasks(train_group_task, tasks, **plan, advance=advance)
     info = {}
     if cfg.training.dp is not None:
         from privaudit.runtime.audit_stage import dp_claim

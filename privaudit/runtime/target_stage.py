@@ -12,7 +12,6 @@ Artifacts: ``target/members.npy``, ``target/info.json`` (model path and sha256),
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,13 @@ import numpy as np
 import torch
 
 from privaudit.config import RunConfig
+from privaudit.data.loaders import file_hash
 from privaudit.device import resolve_device
 from privaudit.errors import DataError
 from privaudit.models.group import ModuleList
 from privaudit.runtime.pipeline import TPR_CONVENTION, load_pool, load_signal, n_audit, queries
 from privaudit.runtime.store import RunStore
 from privaudit.signals.query import query_logits
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_members(path: str | Path, n: int) -> np.ndarray:
@@ -106,7 +98,7 @@ def _target_key(cfg: RunConfig) -> dict[str, Any]:
     path = Path(cfg.target.model)
     if not path.is_file():
         raise DataError(f"target.model: missing file {path}")
-    return {"model": str(path.resolve()), "sha256": _sha256(path), "queries": [list(q) for q in queries(cfg)]}
+    return {"model": str(path.resolve()), "sha256": file_hash(path), "queries": [list(q) for q in queries(cfg)]}
 
 
 def query_target(cfg: RunConfig, store: RunStore) -> np.ndarray:
