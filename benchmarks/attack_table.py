@@ -52,27 +52,30 @@ SLOW = ("shokri",)   # an MLP fitted per target: scored on --slow-targets target
 
 # -- the population ------------------------------------------------------------------------------
 def open_run(source: str, out: str | None, sets: list[str]):
-    """The RunStore of ``source`` (a run dir, or a config trained and queried first) and its config."""
+    """The :class:`~privaudit.runtime.run.Run` of ``source`` (a run dir, or a config trained and
+    queried first) and its config."""
     from privaudit.config import load_config
-    from privaudit.runtime import pipeline as P
-    from privaudit.runtime.store import RunStore
+    from privaudit.runtime.run import Run
+    from privaudit.stages.curvature import curvature
+    from privaudit.stages.prepare import prepare
+    from privaudit.stages.query import query
+    from privaudit.stages.train import train
 
     path = Path(source)
     if path.is_dir():
-        store = RunStore(path)
-        return store, P.read_config(store)
+        run = Run.open(path)
+        return run, run.config()
     overrides = {k: _yaml(v) for k, v in (s.split("=", 1) for s in sets)}
     if out:
         overrides["out"] = out
     cfg = load_config(path, overrides)
-    store = RunStore(cfg.run_dir)
-    P.prepare(cfg, store)
-    P.train(cfg, store)
-    P.compute_signals(cfg, store)
-    if cfg.curvature is not None:
-        from privaudit.runtime.curvature_stage import compute_curvature
-        compute_curvature(cfg, store)
-    return store, cfg
+    run = Run(cfg.run_dir)
+    with run.writer():
+        prepare(run, cfg)
+        train(run, cfg)
+        query(run, cfg)
+        curvature(run, cfg)   # nothing without a curvature section
+    return run, cfg
 
 
 def _yaml(value: str):
@@ -80,11 +83,11 @@ def _yaml(value: str):
     return yaml.safe_load(value)
 
 
-def describe(cfg, store, keep: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def describe(cfg, run, keep: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """What the population is: data, model, training, and the models' train / test accuracy."""
-    from privaudit.runtime.pipeline import load_logits
+    from privaudit.runtime.run import Layout
 
-    logits = np.asarray(load_logits(store, cfg.training.epochs))
+    logits = np.asarray(run.load_npy(Layout.signal("logits", cfg.training.epochs), mmap=True))
     correct = logits.mean(axis=2).argmax(-1) == labels[None]
     return {"dataset": cfg.data.name, "pool": int(keep.shape[1]), "models": int(keep.shape[0]),
             "design": cfg.population.design, "model": f"{cfg.model.arch} width {cfg.model.width}",
@@ -127,12 +130,12 @@ def attack_table(signal_of, keep, labels, names: list[str], targets: list[int], 
     return rows
 
 
-def per_class(store, scores: dict, keep, labels, targets: list[int], n_boot: int, seed: int) -> dict[str, Any]:
+def per_class(run, scores: dict, keep, labels, targets: list[int], n_boot: int, seed: int) -> dict[str, Any]:
     """privaudit.evaluation.slices on the table's scores (attacks scored on every target)."""
     from privaudit.evaluation.slices import render_slices, run_slices
 
-    kind_file = store.path("data", "kind.npy")
-    kind = np.asarray(store.load_npy("data/kind.npy"))[:len(labels)] if kind_file.exists() else None
+    kind = run.optional_pool("kind")
+    kind = None if kind is None else kind[:len(labels)]
     full = {k: s for k, s in scores.items() if s.shape[0] == len(targets)}
     doc = run_slices(full, keep[targets], labels, kind=kind, fprs=(1e-2, 1e-3), n_boot=n_boot, seed=seed)
     shown = [k for k in ("loss", "watson", "sablayrolles", "lira_online", "lira_online_global", "rmia_online")
@@ -293,19 +296,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--json", help="also write the JSON here")
     args = ap.parse_args(argv)
 
-    from privaudit.runtime.pipeline import load_signal, n_audit
+    from privaudit.runtime.run import Layout
 
     t0 = time.perf_counter()
-    store, cfg = open_run(args.source, args.out, args.sets)
-    keep = store.load_npy("keep.npy")
-    labels = np.asarray(store.load_npy("data/y.npy"))[:n_audit(store)]
-    cache: dict = {}
-    signal_of = lambda name: load_signal(store, name, cfg.training.epochs, labels, cache)
-    has_curv = store.signal_file("curvature", cfg.training.epochs).exists()
+    run, cfg = open_run(args.source, args.out, args.sets)
+    keep = run.keep()
+    labels = run.labels()
+    signal_of = lambda name: run.signal(name, cfg.training.epochs)   # cached by the Run
+    has_curv = run.has(Layout.signal("curvature", cfg.training.epochs))
     names = [n for n in (ATTACKS if args.attacks == "all" else args.attacks.split(","))
              if has_curv or get_attack(n).signal != "curvature"]
     targets = list(range(args.targets))
-    doc: dict[str, Any] = {"run": str(store.root), "population": describe(cfg, store, keep, labels),
+    doc: dict[str, Any] = {"run": str(run.root), "population": describe(cfg, run, keep, labels),
                            "targets": targets, "tpr_at_fpr": "strict: TPR at the largest threshold with FPR <= alpha",
                            "intervals": f"{args.n_boot} stratified bootstrap resamples of the pooled scores, 95% "
                                         "percentile interval"}
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     doc["table"] = attack_table(signal_of, keep, labels, names, targets, args.n_boot, args.seed,
                                  args.slow_targets, scores)
     if args.slices:
-        doc["slices"] = per_class(store, scores, keep, labels, targets, args.n_boot, args.seed)
+        doc["slices"] = per_class(run, scores, keep, labels, targets, args.n_boot, args.seed)
     curve_targets = list(range(args.curve_targets or args.targets))
     ks = [] if args.no_curve else [int(k) for k in args.ks.split(",")]
     doc["reference_curve"] = reference_curve(signal_of, keep, labels, curve_targets, ks, args.draws, args.seed,

@@ -9,7 +9,8 @@ Per workload (the MNIST CNN of ``configs/mnist_curvature.yaml`` and the digits M
 * ``zero_order`` (h=1e-3, ``--rounds``), fp32 and fp64: the black-box estimator exactly as the
   curvature stage calls it (``group.forward``, shared inputs, ``zo_batch_size``). The forward is wrapped by a counter,
   so ``forwards_per_sample`` is *measured* (samples fed to each model / n), not computed;
-  the Curvature Clues estimator needs 4 loss queries per round (ALGORITHMS.md §5.3);
+  the Curvature Clues estimator (Ravikumar, Soufleri, Roy, NeurIPS 2024) needs 4 loss queries
+  per round;
 * ``hutchinson`` (``--rounds`` probes, exact HVPs by double backward; gives tr(H) and tr(H^2)).
 
 ``forward_equivalents`` = seconds / (seconds of one forward pass over the same samples and models),
@@ -33,7 +34,7 @@ from privaudit.data.datasets import load_dataset
 from privaudit.models.architectures import ArchSpec, init_model
 from privaudit.models.group import group_from_state, stack_states
 from privaudit.runtime.allocator import apply_malloc_fix
-from privaudit.runtime.curvature_stage import zo_batch_size
+from privaudit.stages.curvature import zo_batch_size
 from privaudit.signals import curvature as est
 from privaudit.training.trainer import choose_backend
 

@@ -1,6 +1,6 @@
 """Dataset-size experiment of Curvature Clues (Ravikumar et al. NeurIPS 2024, Fig. 8), small scale.
 
-Protocol (ALGORITHMS.md §5.5 "dataset-size experiment"): the *standard* shadow population of a
+Protocol (the paper's dataset-size experiment): the *standard* shadow population of a
 finished run (every model trained on a random half of the pool, e.g. ``configs/mnist_curvature.yaml``)
 fits the per-example Gaussians; target models are trained with the run's recipe on the first
 ``m = fraction * n`` indices of a random permutation of the pool (members) and attacked on the
@@ -9,7 +9,8 @@ whole pool (the other ``n - m`` samples are the non-members). Fractions stop at 
 as in the paper's notebooks. Attacks: LOSS (Yeom), LiRA online/offline (Carlini, on phi), Curv ZO
 NLL/LR, all with their registry defaults; curvature with the run's own settings (same probes).
 
-Targets are cached under ``<run>/dataset_size/`` (rerun = evaluation only). Output: JSON (``--out``)
+Targets are cached in the run, under ``<run>/results/dataset_size/`` (rerun = evaluation only;
+the run's lock is held meanwhile). Output: JSON (``--out``)
 and two PNG plots (AUROC and TPR at 0.1% FPR against the fraction) next to it.
 
     nice -n 10 python benchmarks/curvature_dataset_size.py --run runs/mnist_curvature \
@@ -19,19 +20,22 @@ and two PNG plots (AUROC and TPR at 0.1% FPR against the fraction) next to it.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from rich.console import Console
 
 from privaudit.attacks.registry import run_attack
 from privaudit.evaluation import metrics
-from privaudit.runtime.curvature_stage import curvature_of_group, curvature_settings
 from privaudit.runtime.executor import run_tasks
-from privaudit.runtime.pipeline import arch_spec, load_pool, progress_bar, queries, read_config, recipe
-from privaudit.runtime.store import RunStore, atomic_path
+from privaudit.runtime.plan import arch_spec, progress, queries, recipe
+from privaudit.runtime.run import Layout, Run
 from privaudit.signals.query import query_logits
+from privaudit.stages.curvature import curvature_of_group, curvature_settings
 from privaudit.signals.transforms import derive
 
 FRACTIONS = (0.1, 0.2, 0.4, 0.7, 0.9)
@@ -49,17 +53,23 @@ def target_members(n: int, fraction: float, replicate: int) -> np.ndarray:
     return member
 
 
+def target_file(fraction: float, replicate: int) -> str:
+    return Layout.study("dataset_size", f"target_f{fraction:.2f}_r{replicate}.npz")
+
+
 def target_task(run_dir: str, fraction: float, replicate: int, on_progress) -> str:
-    """Train one target on its members, store its logits ``[n, A, C]`` and curvature ``[n, A]``."""
+    """Train one target on its members, store its logits ``[n, A, C]`` and curvature ``[n, A]``
+    (the caller holds the run's lock); returns the artifact's name in the run."""
     from privaudit.training.trainer import steps_per_epoch, train_group
 
-    store = RunStore(run_dir)
-    path = store.path("dataset_size", f"target_f{fraction:.2f}_r{replicate}.npz")
-    if path.exists():
+    run = Run(run_dir)
+    rel = target_file(fraction, replicate)
+    if run.has(rel):
         on_progress(1)
-        return str(path)
-    cfg = read_config(store)
-    x, y, n_classes = load_pool(store, audited_only=True)
+        return rel
+    cfg = run.config()
+    x, y = (torch.from_numpy(np.array(a)) for a in run.pool())
+    n_classes = int(run.pool_info()["n_classes"])
     member = target_members(len(y), fraction, replicate)
     t = time.perf_counter()
     group = train_group(x, y, member[None], [0], spec=arch_spec(cfg), recipe=recipe(cfg), n_classes=n_classes,
@@ -70,10 +80,11 @@ def target_task(run_dir: str, fraction: float, replicate: int, on_progress) -> s
     t = time.perf_counter()
     curv = curvature_of_group(cfg, group, x, y)[0]
     t_curv = time.perf_counter() - t
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, member=member, logits=logits, curvature=curv, seconds=[t_train, t_curv])
+    buffer = io.BytesIO()
+    np.savez(buffer, member=member, logits=logits, curvature=curv, seconds=[t_train, t_curv])
+    run.save_bytes(rel, buffer.getvalue())
     on_progress(1)
-    return str(path)
+    return rel
 
 
 def evaluate_target(shadow: dict, target: dict, labels: np.ndarray) -> dict:
@@ -100,25 +111,26 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/curvature_dataset_size.json"))
     a = p.parse_args()
     t0 = time.perf_counter()
-    store = RunStore(a.run)
-    cfg = read_config(store)
+    run = Run.open(a.run)
+    cfg = run.config()
     epoch = cfg.training.epochs
-    record = store.signal_file("curvature", epoch).with_suffix(".json")
-    if record.exists() and store.load_json(record.relative_to(store.root)) != curvature_settings(cfg):
-        raise SystemExit(f"{record} does not match the run's config: rerun `privaudit run` first")
-    x, y, _ = load_pool(store, audited_only=True)
-    labels = y.numpy()
-    logits = np.asarray(store.load_npy(store.signal_file("logits", epoch)))
-    shadow = {"keep": store.load_npy("keep.npy"), "loss": derive("loss", logits, labels),
-              "phi": derive("phi", logits, labels),
-              "curvature": np.asarray(store.load_npy(store.signal_file("curvature", epoch)), dtype=np.float64)}
-    tasks = [{"run_dir": str(store.root), "fraction": f, "replicate": r}
+    curv_rel = Layout.signal("curvature", epoch)
+    settings = (run.meta(curv_rel) or {}).get("settings") if run.has(curv_rel) else None
+    if settings != curvature_settings(cfg):
+        raise SystemExit(f"{run.path(curv_rel)} is missing or was computed with other settings than the run's "
+                         f"config: rerun `privaudit run` first")
+    labels = run.labels()
+    logits = np.asarray(run.load_npy(Layout.signal("logits", epoch)))
+    shadow = {"keep": run.keep(), "loss": derive("loss", logits, labels), "phi": derive("phi", logits, labels),
+              "curvature": np.asarray(run.signal("curvature", epoch), dtype=np.float64)}
+    tasks = [{"run_dir": str(run.root), "fraction": f, "replicate": r}
              for f in a.fractions for r in range(a.replicates)]
-    with progress_bar(f"dataset size: train + query {len(tasks)} targets", len(tasks)) as advance:
-        paths = run_tasks(target_task, tasks, workers=a.workers, advance=advance)
+    with run.writer(), progress(Console(stderr=True), f"dataset size: train + query {len(tasks)} targets",
+                                len(tasks), "targets") as advance:
+        files = run_tasks(target_task, tasks, workers=a.workers, advance=advance)
     rows = []
-    for task, path in zip(tasks, paths):
-        target = dict(np.load(path))
+    for task, rel in zip(tasks, files):
+        target = dict(np.load(io.BytesIO(run.read_bytes(rel))))
         rows.append({"fraction": task["fraction"], "replicate": task["replicate"],
                      "m": int(target["member"].sum()), "n_non_members": int((~target["member"]).sum()),
                      "seconds_train": float(target["seconds"][0]), "seconds_curvature": float(target["seconds"][1]),

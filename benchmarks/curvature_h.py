@@ -1,8 +1,9 @@
 """Which step h and dtype give a usable zero-order curvature signal on our models (and: mirror query?).
 
-CPU_PERF.md §7: in fp32 a loss finite difference with h <= 3e-3 is rounding noise *as an estimate
-of the Hessian*. The membership signal only needs the ranking of log-curvature per sample across
-models, so this study measures both, on a trained run (e.g. ``configs/mnist_curvature.yaml``):
+In fp32 a loss finite difference with h <= 3e-3 is rounding noise *as an estimate of the
+Hessian* (the zero-order estimator of Ravikumar, Soufleri, Roy, "Curvature Clues", NeurIPS 2024).
+The membership signal only needs the ranking of log-curvature per sample across models, so this
+study measures both, on a trained run (e.g. ``configs/mnist_curvature.yaml``):
 
 * per variant (estimator, h, dtype), identity query, a seeded subset of the pool, all models:
   Curv ZO NLL / LR and a global low-curvature threshold attack, leave-one-model-out over the run's
@@ -30,10 +31,10 @@ from scipy.stats import spearmanr
 
 from privaudit.attacks.registry import get_attack
 from privaudit.evaluation.protocol import score_targets, summarize
-from privaudit.runtime.curvature_stage import curvature_of_group
-from privaudit.runtime.pipeline import groups, load_group, load_pool, read_config
-from privaudit.runtime.store import RunStore
+from privaudit.runtime.plan import groups, load_group
+from privaudit.runtime.run import Run
 from privaudit.signals.curvature import cross_entropy_loss, stable_cross_entropy
+from privaudit.stages.curvature import curvature_of_group
 
 from json_output import emit  # benchmarks/json_output.py
 
@@ -52,12 +53,12 @@ def variant_name(est: str, h: float, dtype: str, loss: str) -> str:
     return f"{head} {dtype}" + (" torch-CE" if loss == "torch" else "")
 
 
-def curvature_variant(cfg, store, x, y, est, h, dtype, loss) -> tuple[np.ndarray, float]:
+def curvature_variant(cfg, run, x, y, est, h, dtype, loss) -> tuple[np.ndarray, float]:
     """``[M, n]`` identity-query curvature of every model for one variant, and its seconds."""
     c = cfg.curvature.model_copy(update={"estimator": est, "h": h or 1e-3, "dtype": dtype, "mirror": False})
     vcfg = cfg.model_copy(update={"curvature": c})
     t = time.perf_counter()
-    parts = [curvature_of_group(vcfg, load_group(cfg, store, ids), x, y, loss_fn=LOSSES[loss])[..., 0]
+    parts = [curvature_of_group(vcfg, load_group(run, cfg, ids), x, y, loss_fn=LOSSES[loss])[..., 0]
              for ids in groups(cfg)]
     return np.concatenate(parts), time.perf_counter() - t
 
@@ -70,21 +71,20 @@ def attack_metrics(curv: np.ndarray, keep: np.ndarray, labels: np.ndarray, targe
         scores = score_targets(get_attack(name), signal, keep, labels, targets)
         out[name] = summarize(scores, keep[targets], fprs=FPRS, n_boot=0)[1]
     out["threshold"] = summarize(-curv[targets], keep[targets], fprs=FPRS, n_boot=0)[1]
-    return {a: {m: round(v["mean"], 4) for m, v in s.items() if m != "n_negatives_per_target"}
-            for a, s in out.items()}
+    return {a: {m: round(v["mean"], 4) for m, v in s.items()} for a, s in out.items()}
 
 
-def mirror_check(cfg, store, x, y, keep, targets) -> dict:
+def mirror_check(cfg, run, x, y, keep, targets) -> dict:
     """The run's curvature settings with identity + mirror queries: which query carries the signal."""
     mcfg = cfg.model_copy(update={"curvature": cfg.curvature.model_copy(update={"mirror": True})})
-    curv = np.concatenate([curvature_of_group(mcfg, load_group(cfg, store, ids), x, y) for ids in groups(cfg)])
+    curv = np.concatenate([curvature_of_group(mcfg, load_group(run, cfg, ids), x, y) for ids in groups(cfg)])
     out = {"settings": mcfg.curvature.model_dump(mode="json")}
     for tag, sl in (("identity", slice(0, 1)), ("mirror", slice(1, 2)), ("identity+mirror", slice(0, 2))):
         res = {}
         for name in ("curv_zo_nll", "curv_zo_lr"):
             scores = score_targets(get_attack(name), curv[..., sl].astype(np.float64), keep, y.numpy(), targets)
-            res[name] = {m: round(v["mean"], 4) for m, v in summarize(scores, keep[targets], fprs=FPRS, n_boot=0)[1]
-                         .items() if m != "n_negatives_per_target"}
+            res[name] = {m: round(v["mean"], 4)
+                         for m, v in summarize(scores, keep[targets], fprs=FPRS, n_boot=0)[1].items()}
         med = curv[..., sl].mean(-1)
         res["member_over_non_member"] = float(np.median(med[keep]) / np.median(med[~keep]))
         out[tag] = res
@@ -99,10 +99,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    store = RunStore(a.run)
-    cfg = read_config(store)
-    x, y, _ = load_pool(store, audited_only=True)
-    keep_all = store.load_npy("keep.npy")
+    run = Run.open(a.run)
+    cfg = run.config()
+    x, y = (torch.from_numpy(np.array(v)) for v in run.pool())
+    keep_all = run.keep()
     sub = np.sort(np.random.default_rng(0).choice(len(y), size=min(a.n, len(y)), replace=False))
     xs, ys, keep = x[sub], y[sub], keep_all[:, sub]
     labels = ys.numpy()
@@ -110,7 +110,7 @@ def main() -> None:
     rows, arrays = [], {}
     for est, h, dtype, loss in VARIANTS:
         name = variant_name(est, h, dtype, loss)
-        curv, secs = curvature_variant(cfg, store, xs, ys, est, h, dtype, loss)
+        curv, secs = curvature_variant(cfg, run, xs, ys, est, h, dtype, loss)
         arrays[name] = curv
         rows.append({"variant": name, "estimator": est, "h": h if est == "zero_order" else None, "dtype": dtype,
                      "loss": loss, "seconds": round(secs, 1), "exactly_zero": float((curv == 0).mean()),
@@ -131,7 +131,7 @@ def main() -> None:
         row["spearman_vs_hutchinson_sq"] = float(spearmanr(logs[row["variant"]].ravel(), hs.ravel())[0])
     doc = {"benchmark": "curvature_h", "run": str(a.run), "n_models": int(keep.shape[0]), "n_samples": len(sub),
            "targets": targets, "rounds": cfg.curvature.rounds, "query": "identity", "variants": rows}
-    doc["mirror_check"] = mirror_check(cfg, store, xs, ys, keep, targets)
+    doc["mirror_check"] = mirror_check(cfg, run, xs, ys, keep, targets)
     emit(doc, a.out)
 
 

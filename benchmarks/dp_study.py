@@ -25,10 +25,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from privaudit.config import parse_config, set_path
+from privaudit.config import AttackConfig, parse_config, set_path
 from privaudit.evaluation import metrics
-from privaudit.runtime import audit_stage, pipeline
-from privaudit.runtime.store import RunStore
+from privaudit.runtime.run import Layout, Run
+from privaudit.stages import dp_audit
+from privaudit.stages.evaluate import evaluate
+from privaudit.stages.prepare import prepare
+from privaudit.stages.query import query
+from privaudit.stages.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((REPO / "configs" / "dp_digits.yaml").read_text())
@@ -52,15 +56,19 @@ def config(name: str, out: str, patch: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def population(data: dict[str, Any]):
-    """Train, query and evaluate one population through the pipeline (resumes finished work)."""
-    cfg = parse_config(data)
-    store = RunStore(cfg.run_dir)
-    pipeline.prepare(cfg, store)
-    pipeline.train(cfg, store)
-    pipeline.compute_signals(cfg, store)
-    pipeline.evaluate(cfg, store)
-    return cfg, store
+def population(run: Run, cfg) -> None:
+    """Train, query and evaluate one population through the stages (resumes finished work; the
+    caller holds the run's lock)."""
+    prepare(run, cfg)
+    train(run, cfg)
+    query(run, cfg)
+    evaluate(run, cfg)
+
+
+def lira_scores(run: Run, cfg, n_targets: int) -> np.ndarray:
+    """LiRA (online) scores ``[T, n]`` of targets ``0..T-1``: those the evaluation saved, when they fit."""
+    attack = next((a for a in cfg.attacks if a.key == "lira_online"), None) or AttackConfig(name="lira_online")
+    return run.scores(attack, cfg.training.epochs, n_targets)
 
 
 def pooled(scores: np.ndarray, member: np.ndarray, n_boot: int = 1000) -> dict[str, Any]:
@@ -74,34 +82,38 @@ def pooled(scores: np.ndarray, member: np.ndarray, n_boot: int = 1000) -> dict[s
     return out
 
 
-def test_accuracy(cfg, store) -> float:
+def test_accuracy(cfg, run: Run) -> float:
     """Accuracy of the target models on their non-member ordinary (non-canary) samples."""
-    n = pipeline.n_audit(store)
-    logits = np.asarray(pipeline.load_logits(store, cfg.training.epochs))[:cfg.evaluation.targets, :, 0]
-    y = np.asarray(store.load_npy("data/y.npy"))[:n]
-    ordinary = store.load_npy("data/kind.npy")[:n] == 0
-    out = ~store.load_npy("keep.npy")[:cfg.evaluation.targets] & ordinary
+    t = cfg.evaluation.targets
+    logits = np.asarray(run.load_npy(Layout.signal("logits", cfg.training.epochs), mmap=True)[:t, :, 0])
+    y = run.labels()
+    kind = run.optional_pool("kind")
+    ordinary = np.ones(len(y), dtype=bool) if kind is None else kind[:len(y)] == 0
+    out = ~run.keep()[:t] & ordinary
     return float(((logits.argmax(-1) == y) & out).sum() / out.sum())
 
 
 def study(name: str, patch: dict[str, Any], out: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    cfg, store = population(config(name, out, patch))
-    doc = audit_stage.audit(cfg, store, samples="canaries", alpha=0.05)
-    idx = audit_stage.select_samples(store, "canaries")
+    cfg = parse_config(config(name, out, patch))
+    run = Run(cfg.run_dir)
+    with run.writer():
+        population(run, cfg)
+        doc = dp_audit.audit(run, cfg, samples="canaries", alpha=0.05)
+    idx = dp_audit.select_samples(run, "canaries")
     t = cfg.evaluation.targets
-    scores = audit_stage.attack_scores(cfg, store, "lira_online", cfg.training.epochs, t)
-    keep = store.load_npy("keep.npy")[:t]
+    scores = lira_scores(run, cfg, t)
+    keep = run.keep()[:t]
     cp, one = doc["bounds"]["clopper_pearson"], doc["bounds"]["one_run"]
     return {"setting": name, "dp": None if cfg.training.dp is None else cfg.training.dp.model_dump(mode="json"),
             "claimed_epsilon": doc["claimed_epsilon"],
             "noise_multiplier": None if doc["claimed"] is None else doc["claimed"]["noise_multiplier"],
-            "test_accuracy": test_accuracy(cfg, store),
+            "test_accuracy": test_accuracy(cfg, run),
             "lira_canaries": pooled(scores[:, idx], keep[:, idx]), "lira_all": pooled(scores, keep, n_boot=200),
             "eps_lb_clopper_pearson": cp["eps_lb"], "eps_lb_one_run": one["eps_lb"],
             "refuted": bool(cp["violates_claim"]), "verdict": doc["verdict"], "confidence": cp["confidence"],
             "n_models": cfg.population.n_models, "targets": t, "canaries": int(idx.size),
-            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(store.root)}
+            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(run.root)}
 
 
 def main() -> None:

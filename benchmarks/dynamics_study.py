@@ -1,4 +1,4 @@
-"""Study: dynamics of membership privacy (Chen et al. 2025, arXiv 2507.23291; spec ALGORITHMS.md §7)
+"""Study: dynamics of membership privacy (after Chen et al. 2025, arXiv:2507.23291; privaudit's definitions)
 across dataset complexity (digits / MNIST / CIFAR-10 subsets with the same MLP), architecture (MLP vs
 CNN on MNIST; a CIFAR-10 CNN is optional: ``--only cifar10_cnn_adam``) and optimizer (Adam vs SGD on
 digits; SAM is not implemented by the trainer, so not studied), with checkpointed populations small
@@ -29,9 +29,14 @@ import torch
 
 from privaudit.config import parse_config
 from privaudit.report.plots import line_plot
-from privaudit.runtime import pipeline
-from privaudit.runtime.dynamics_stage import MIN_HV, run_dynamics
-from privaudit.runtime.store import RunStore
+from privaudit.runtime.run import Layout, Run
+from privaudit.stages.evaluate import evaluate
+from privaudit.stages.prepare import prepare
+from privaudit.stages.query import query
+from privaudit.stages.train import train
+from privaudit.studies.dynamics import NAME
+from privaudit.studies.dynamics.analysis import MIN_HV
+from privaudit.studies.dynamics.stage import run_dynamics
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -76,35 +81,36 @@ def config(name: str, work: Path, n: int, models: int):
     }, f"dynamics_study:{name}")
 
 
-def accuracy(store: RunStore, epoch: int) -> dict[str, float]:
+def accuracy(run: Run, epoch: int) -> dict[str, float]:
     """Mean accuracy of the models on their members (train) and non-members (held out)."""
-    keep = store.load_npy("keep.npy")
-    y = np.asarray(store.load_npy("data/y.npy"))[:keep.shape[1]]
-    correct = np.asarray(pipeline.load_logits(store, epoch)[:, :, 0]).argmax(-1) == y[None]
+    keep, y = run.keep(), run.labels()
+    correct = np.asarray(run.load_npy(Layout.signal("logits", epoch), mmap=True)[:, :, 0]).argmax(-1) == y[None]
     return {"train_acc": float(correct[keep].mean()), "heldout_acc": float(correct[~keep].mean())}
 
 
 def run_condition(name: str, work: Path, n: int, models: int, n_boot: int) -> dict:
     cfg = config(name, work, n, models)
-    store = RunStore(cfg.run_dir)
+    run = Run(cfg.run_dir)
     t0 = time.perf_counter()
-    pipeline.prepare(cfg, store)
-    pipeline.train(cfg, store)
-    t_train = time.perf_counter() - t0
-    pipeline.compute_signals(cfg, store)
-    t_sig = time.perf_counter() - t0 - t_train
-    out = run_dynamics(cfg.run_dir, attack="lira_online", fpr=0.01, top_frac=0.1, n_boot=n_boot)
+    with run.writer():
+        prepare(run, cfg)
+        train(run, cfg)
+        t_train = time.perf_counter() - t0
+        query(run, cfg)
+        evaluate(run, cfg)                 # the final epoch's metrics (evaluation.targets = models - 1)
+        t_sig = time.perf_counter() - t0 - t_train
+        out = run_dynamics(run, cfg, attack="lira_online", fpr=0.01, top_frac=0.1, n_boot=n_boot)
     t_dyn = time.perf_counter() - t0 - t_train - t_sig
     doc = out.doc
-    final_metrics = store.load_json("results/metrics.json")["attacks"][doc["scores_label"]]["summary"]
+    final_metrics = run.load_json(Layout.metrics)["attacks"]["lira_online"]["summary"]
     for kind in ("trajectories", "early_prediction"):
-        shutil.copyfile(store.path("results", "dynamics", f"{kind}.png"), RESULTS / f"dynamics_{name}_{kind}.png")
+        shutil.copyfile(run.path(Layout.study(NAME, f"{kind}.png")), RESULTS / f"dynamics_{name}_{kind}.png")
     ep, cross = doc["early_prediction"], doc["early_prediction_cross_model"]
     return {
         "condition": name, "dataset": cfg.data.name, "arch": cfg.model.arch, "optimizer": cfg.training.optimizer,
         "n_samples": doc["n_samples"], "n_models": models, "epochs": doc["epochs"],
         "seconds": {"train_and_prepare": t_train, "signals": t_sig, "dynamics": t_dyn},
-        **accuracy(store, EPOCHS),
+        **accuracy(run, EPOCHS),
         "final_auc": final_metrics["auc"], "final_tpr@0.01": final_metrics["tpr@0.01"],
         "com_displacement_pp": doc["com_displacement"]["displacement_pp"],
         "com_path_length_pp": doc["com_displacement"]["path_length_pp"],
@@ -119,9 +125,9 @@ def run_condition(name: str, work: Path, n: int, models: int, n_boot: int) -> di
                                     ("n_final", "recall", "recall_lo", "recall_hi", "chance")},
         "early_prediction_cross_model": {k: cross.get(k) for k in ("precision", "precision_lo", "precision_hi",
                                                                    "spearman", "reliability_spearman_brown")},
-        "correlations": {k: {m: v[m] for m in ("rho", "ci_low", "ci_high", "p_value", "n")}
+        "correlations": {k: {m: v.get(m) for m in ("rho", "lo", "hi", "p_value", "n")}
                          for k, v in doc["correlations"].items()},
-        "claims": [{k: c[k] for k in ("claim", "measure", "value", "ci", "verdict")} for c in doc["claims"]],
+        "findings": [{k: f[k] for k in ("question", "measure", "value", "ci", "answer")} for f in doc["findings"]],
         "forgetting_resolution": doc["forgetting_resolution"],
     }
 
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in [s.strip() for s in args.only.split(",") if s.strip()]:
         rows.append(run_condition(name, Path(args.work), args.n, args.models, args.bootstrap))
         print(f"{name}: {time.perf_counter() - t0:.0f} s so far", file=sys.stderr, flush=True)
-    doc = {"study": "dynamics of membership privacy (Chen et al. 2025, reconstructed definitions)",
+    doc = {"study": "dynamics of membership privacy (after Chen et al. 2025; privaudit's definitions)",
            "command": "nice -n 10 python benchmarks/dynamics_study.py "
                       + " ".join(argv if argv is not None else sys.argv[1:]),
            "attack": "lira_online, leave-one-model-out, every model a target", "fpr": 0.01, "top_frac": 0.1,

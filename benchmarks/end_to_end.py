@@ -2,7 +2,8 @@
 
     python benchmarks/end_to_end.py [--config configs/digits.yaml] > result.json
 
-Runs in a fresh temporary run directory, so nothing is resumed.
+Runs in a fresh temporary run directory, so nothing is resumed. The stages are those of
+:func:`privaudit.pipeline.run_all`, in its order, under the run's lock.
 """
 
 from __future__ import annotations
@@ -13,8 +14,13 @@ import tempfile
 import time
 
 from privaudit.config import load_config
-from privaudit.runtime import pipeline
-from privaudit.runtime.store import RunStore
+from privaudit.pipeline import score_and_report
+from privaudit.runtime.run import Run
+from privaudit.stages.curvature import curvature
+from privaudit.stages.prepare import prepare
+from privaudit.stages.query import query
+from privaudit.stages.target import prepare_target
+from privaudit.stages.train import train
 
 
 def main() -> None:
@@ -23,17 +29,18 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as out:
         cfg = load_config(args.config, {"out": out})
-        store = RunStore(cfg.run_dir)
+        run = Run(cfg.run_dir)
         times: dict[str, float] = {}
         t_all = time.perf_counter()
-        for name, stage in (("prepare", pipeline.prepare), ("train", pipeline.train),
-                            ("signals", pipeline.compute_signals)):
+        with run.writer():
+            for name, stage in (("prepare", prepare), ("target", prepare_target), ("train", train),
+                                ("signals", query), ("curvature", curvature)):
+                t = time.perf_counter()
+                stage(run, cfg)
+                times[name] = round(time.perf_counter() - t, 2)
             t = time.perf_counter()
-            stage(cfg, store)
-            times[name] = round(time.perf_counter() - t, 2)
-        t = time.perf_counter()
-        results = pipeline.attack_and_report(cfg, store)
-        times["attacks_and_report"] = round(time.perf_counter() - t, 2)
+            results = score_and_report(run, cfg)
+            times["attacks_and_report"] = round(time.perf_counter() - t, 2)
         times["total"] = round(time.perf_counter() - t_all, 2)
         summary = {k: {m: round(r.summary[m]["mean"], 4) for m in ("auc", "tpr@0.01", "tpr@0.001")}
                    for k, r in results.items()}

@@ -1,4 +1,4 @@
-"""Memorization explains vulnerability (Choi et al., "Why Train More?", arXiv 2310.08015) at the
+"""Does memorization explain vulnerability (Choi et al., "Why Train More?", arXiv:2310.08015)? At the
 largest scale that fits a 2-core CPU: MNIST-subset mixtures, one population of MLPs per setting,
 then ``privaudit memorization`` on each.
 
@@ -7,11 +7,11 @@ then ``privaudit memorization`` on each.
         [--out /tmp/privaudit_memorization_study] [--json benchmarks/results/memorization_study.json]
 
 Each setting is ``configs/<setting>.yaml`` with ``:M`` models (overrides: --models, --epochs, --n). Populations are
-trained through the pipeline stages (prepare, train, signals, evaluate; resumable in --out), then
-:func:`privaudit.runtime.memorization_stage.run_memorization` writes
-``<out>/<setting>/results/memorization/``. Prints (and writes) one JSON document with the
-per-group tables (seed Tables II/III layout), the correlations, the shadow-budget curves, the
-measured reduction factors and the reconstructed bound's prediction, and wall times.
+trained through the pipeline stages (prepare, train, query, curvature, evaluate; resumable in --out), then
+:func:`privaudit.studies.memorization.stage.run_memorization` writes the study's artifacts
+(``Layout.study("memorization", ...)``). Prints (and writes) one JSON document with the per-group tables
+(the layout of Choi et al.'s Tables II/III), the correlations, the shadow-budget curves, the measured
+reduction factors and the predicted sample complexity (docs/studies.md), and wall times.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from privaudit.attacks.registry import get_attack
-from privaudit.config import load_config
-from privaudit.runtime import memorization_stage as ms
-from privaudit.runtime import pipeline
-from privaudit.runtime.memorization_stage import MemorizationOptions, run_memorization
-from privaudit.runtime.store import RunStore
+from privaudit.config import AttackConfig, load_config
+from privaudit.runtime.run import Layout, Run
+from privaudit.stages.curvature import curvature
+from privaudit.stages.evaluate import evaluate
+from privaudit.stages.prepare import prepare
+from privaudit.stages.query import query
+from privaudit.stages.train import train
+from privaudit.studies.memorization import NAME, budget
+from privaudit.studies.memorization.stage import MemorizationOptions, run_memorization
 
 REPO = Path(__file__).resolve().parents[1]
 # setting[:n_models]: the main population gets 64 models, the two variants 32 (15-minute budget)
@@ -58,9 +61,9 @@ def condense(doc: dict) -> dict:
     bound = doc["budget"]["bound"]
     return {"run": doc["run"], "n_samples": doc["n_samples"], "n_models": doc["n_models"], "fpr": doc["fpr"],
             "threshold": doc["threshold"], "memorization_by_group": doc["memorization"]["by_group"],
-            "correlations": {k: {kk: v[kk] for kk in ("rho", "ci", "pvalue", "band", "n")}
+            "correlations": {k: {kk: v[kk] for kk in ("rho", "lo", "hi", "p_value", "band", "n")}
                              for k, v in doc["correlations"].items() if k.startswith("mem_vs")},
-            "correlations_under": {k: {kk: v[kk] for kk in ("rho", "ci", "band", "n")}
+            "correlations_under": {k: {kk: v[kk] for kk in ("rho", "lo", "hi", "band", "n")}
                                    for k, v in doc["correlations"].get("under_represented", {}).items()
                                    if k.startswith("mem_vs")},
             "tables": tables, "budget_groups": doc["budget"]["groups"], "budget_curve": curve,
@@ -82,25 +85,25 @@ def _curve_summary(curve: list[dict], key: str) -> dict:
     return out
 
 
-def second_budget(cfg, opts: MemorizationOptions) -> dict:
+def second_budget(run: Run, cfg, opts: MemorizationOptions) -> dict:
     """The same budget curve (same targets, groups, draws) with the global-variance online LiRA
     (offline global variance as the R = 1 fallback), which suits few reference models."""
-    store = RunStore(cfg.run_dir)
-    keep = np.asarray(store.load_npy("keep.npy"))
-    labels = np.asarray(store.load_npy("data/y.npy"))[: keep.shape[1]]
-    folder = store.path(ms.OUT)
-    groups = {g: np.load(folder / f"{g}_mask.npy") for g in ("high_mem", "random")
-              if (folder / f"{g}_mask.npy").exists()}
-    if store.path("data", "group.npy").exists():
-        groups["under"] = np.asarray(store.load_npy("data/group.npy"))[: keep.shape[1]] == 1
+    keep, labels = run.keep(), run.labels()
+    groups = {g: run.load_npy(Layout.study(NAME, f"{g}_mask.npy")) for g in ("high_mem", "random")
+              if run.has(Layout.study(NAME, f"{g}_mask.npy"))}
+    group = run.optional_pool("group")
+    if group is not None:
+        groups["under"] = group[: keep.shape[1]] == 1
     spec = get_attack(SECOND_ATTACK)
-    signal = pipeline.load_signal(store, spec.signal, cfg.training.epochs, labels, {})
-    curve, _ = ms.budget_curve(spec, signal, keep, labels, groups, opts)
+    signal = run.signal(AttackConfig(name=SECOND_ATTACK).signal_name, opts.epoch or cfg.training.epochs)
+    curve, _ = budget.budget_curve(spec, signal, keep, labels, groups, sizes=opts.budget_sizes,
+                                   budget_targets=opts.budget_targets, repeats=opts.repeats, seed=opts.seed,
+                                   fpr=opts.fpr, n_boot=opts.n_boot)
     key = f"tpr@{opts.fpr:g}"
     return {"attack": SECOND_ATTACK, "curve": _curve_summary(curve, key),
-            "reductions": {"saturation": [ms.saturation(curve, g, m, c) for g in groups
+            "reductions": {"saturation": [budget.saturation(curve, g, m, c) for g in groups
                                           for m, c in (("auc", 0.5), (key, opts.fpr))],
-                           "high_mem_vs_random": [ms.cross_reduction(curve, m) for m in ("auc", key)]}}
+                           "high_mem_vs_random": [budget.cross_reduction(curve, m) for m in ("auc", key)]}}
 
 
 def run_setting(name: str, out: Path, overrides: dict, opts: MemorizationOptions) -> dict:
@@ -108,25 +111,26 @@ def run_setting(name: str, out: Path, overrides: dict, opts: MemorizationOptions
     if models and "population.n_models" not in overrides:
         overrides = {**overrides, "population.n_models": int(models)}
     cfg = load_config(REPO / "configs" / f"{name}.yaml", {"out": str(out), **overrides})
-    store = RunStore(cfg.run_dir)
+    run = Run(cfg.run_dir)
     times = {}
-    for stage in ("prepare", "train", "compute_signals"):
+    with run.writer():
+        for stage in (prepare, train, query, curvature):
+            t = time.perf_counter()
+            stage(run, cfg)
+            times[stage.__name__] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
-        getattr(pipeline, stage)(cfg, store)
-        times[stage] = round(time.perf_counter() - t, 1)
+        if not run.has(Layout.metrics):
+            evaluate(run, cfg)
+        times["attacks"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        doc = run_memorization(run, cfg, opts)
+        times["memorization"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    if not store.path("results", "metrics.json").exists():
-        pipeline.evaluate(cfg, store)
-    times["attacks"] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
-    res = run_memorization(cfg.run_dir, opts)
-    times["memorization"] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
-    second = second_budget(cfg, opts)
+    second = second_budget(run, cfg, opts)
     times["budget_" + SECOND_ATTACK] = round(time.perf_counter() - t, 1)
-    info = store.load_json("data/info.json")
+    info = run.pool_info()
     return {"setting": name, "dataset": info["name"], "config": f"configs/{name}.yaml", "overrides": overrides,
-            "seconds": times, "run_dir": str(cfg.run_dir), **condense(res.doc), "budget_" + SECOND_ATTACK: second}
+            "seconds": times, "run_dir": str(cfg.run_dir), **condense(doc), "budget_" + SECOND_ATTACK: second}
 
 
 def main() -> None:

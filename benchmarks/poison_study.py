@@ -26,11 +26,14 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dp_study import pooled, test_accuracy  # noqa: E402
+from dp_study import lira_scores, pooled, test_accuracy  # noqa: E402
 
 from privaudit.config import parse_config  # noqa: E402
-from privaudit.runtime import audit_stage, pipeline  # noqa: E402
-from privaudit.runtime.store import RunStore  # noqa: E402
+from privaudit.runtime.run import Layout, Run  # noqa: E402
+from privaudit.stages.dp_audit import select_samples  # noqa: E402
+from privaudit.stages.prepare import prepare  # noqa: E402
+from privaudit.stages.query import query  # noqa: E402
+from privaudit.stages.train import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((REPO / "configs" / "digits.yaml").read_text())
@@ -47,27 +50,27 @@ def config(copies: int, n_targets: int, out: str) -> dict[str, Any]:
 def study(copies: int, n_targets: int, out: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     cfg = parse_config(config(copies, n_targets, out))
-    store = RunStore(cfg.run_dir)
-    pipeline.prepare(cfg, store)
-    pipeline.train(cfg, store)
-    pipeline.compute_signals(cfg, store)
+    run = Run(cfg.run_dir)
+    with run.writer():
+        prepare(run, cfg)
+        train(run, cfg)
+        query(run, cfg)
     t = cfg.evaluation.targets
-    scores = audit_stage.attack_scores(cfg, store, "lira_online", cfg.training.epochs, t)
-    keep = store.load_npy("keep.npy")[:t]
-    targets = audit_stage.select_samples(store, "poison_targets")
-    n = pipeline.n_audit(store)
-    y = np.asarray(store.load_npy("data/y.npy"))[:n]
-    logits = np.asarray(pipeline.load_logits(store, cfg.training.epochs))[:t, :, 0]
+    scores = lira_scores(run, cfg, t)
+    keep = run.keep()[:t]
+    targets = select_samples(run, "poison_targets")
+    y = run.labels()
+    logits = np.asarray(run.load_npy(Layout.signal("logits", cfg.training.epochs), mmap=True)[:t, :, 0])
     correct = logits.argmax(-1)[:, targets] == y[targets]
     member = keep[:, targets]
     return {"copies": copies, "poison_targets": int(targets.size), "poison_rows": int(targets.size * copies),
-            "training_rows_per_model": float(pipeline.training_keep(store)[:t].sum(axis=1).mean()),
+            "training_rows_per_model": float(run.training_keep()[:t].sum(axis=1).mean()),
             "lira_targets": pooled(scores[:, targets], member),
             "lira_all": pooled(scores, keep, n_boot=200),
-            "test_accuracy": test_accuracy(cfg, store),
+            "test_accuracy": test_accuracy(cfg, run),
             "target_accuracy_in": float(correct[member].mean()), "target_accuracy_out": float(correct[~member].mean()),
             "n_models": cfg.population.n_models, "target_models": t,
-            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(store.root)}
+            "seconds": round(time.perf_counter() - t0, 1), "run_dir": str(run.root)}
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The ``privaudit`` command line (typer)."""
+"""The ``privaudit`` command line (typer). Every user error ends in one unwrapped line on stderr
+and exit status 2; Ctrl-C ends with a line saying that rerunning resumes (exit 130)."""
 
 from __future__ import annotations
 
@@ -8,53 +9,30 @@ from typing import Any, Optional
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
+from privaudit.commands.common import console, open_run, user_errors
 from privaudit.errors import PrivauditError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure how much a trained neural network leaks about its training data.")
-console = Console()
-
-
-def _fail(err: Exception) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
-    raise typer.Exit(2)
-
-
 def _overrides(models: Optional[int], epochs: Optional[int], group: Optional[int], out: Optional[str],
-               name: Optional[str], workers: Optional[int], sets: list[str]) -> dict[str, Any]:
+               name: Optional[str], workers: Optional[int], attacks: Optional[str], sets: list[str]) -> dict[str, Any]:
     o: dict[str, Any] = {}
     for key, value in (("population.n_models", models), ("training.epochs", epochs),
                        ("population.models_per_group", group), ("out", out), ("name", name),
-                       ("training.workers", workers)):
+                       ("training.workers", workers), ("attacks", attacks)):
         if value is not None:
             o[key] = value
     for item in sets:
         if "=" not in item:
             raise PrivauditError(f"--set expects KEY=VALUE (e.g. training.lr=0.01), got {item!r}")
         key, value = item.split("=", 1)
-        o[key] = yaml.safe_load(value)
+        try:
+            o[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise PrivauditError(f"--set {item}: the value is not valid YAML") from None
     return o
-
-
-def _attack_list(spec: Optional[str]):
-    from privaudit.attacks.registry import ATTACKS
-    from privaudit.config import AttackConfig
-
-    if spec is None:
-        return None
-    names = list(ATTACKS) if spec == "all" else [s.strip() for s in spec.split(",") if s.strip()]
-    return [AttackConfig(name=n) for n in names]
-
-
-def _attack_runnable(store, names):
-    """Drop attacks whose signal this run does not have (e.g. curvature when none was computed)."""
-    from privaudit.attacks.registry import get_attack
-
-    has_curv = any(store.path("signals").glob("epoch_*/curvature.npy"))
-    return [a for a in names if get_attack(a.name).signal != "curvature" or has_curv]
 
 
 @app.command()
@@ -69,13 +47,11 @@ def run(config: Path = typer.Argument(..., help="YAML run config (see configs/)"
         sets: list[str] = typer.Option([], "--set", help="override any config field: KEY=VALUE")) -> None:
     """Train a population, query it, run the attacks and write the report (resumes where it stopped)."""
     from privaudit.config import load_config
-    from privaudit.runtime import pipeline as stages
+    from privaudit.pipeline import run_all
 
-    try:
-        cfg = load_config(config, _overrides(models, epochs, models_per_group, out, name, workers, sets))
-        stages.run_all(cfg, attacks=_attack_list(attacks), console=console)
-    except PrivauditError as err:
-        _fail(err)
+    with user_errors(resume_hint=True):
+        cfg = load_config(config, _overrides(models, epochs, models_per_group, out, name, workers, attacks, sets))
+        run_all(cfg, console=console)
 
 
 @app.command()
@@ -84,21 +60,18 @@ def attack(run_dir: Path = typer.Argument(..., help="an existing run directory")
            targets: Optional[int] = typer.Option(None, "--targets", help="number of target models"),
            epoch: Optional[int] = typer.Option(None, "--epoch", help="checkpoint epoch (default: final)")) -> None:
     """Re-score and re-plot an existing run without retraining or re-querying."""
-    from privaudit.runtime import pipeline as stages
-    from privaudit.runtime.pipeline import read_config
-    from privaudit.runtime.store import RunStore
+    from privaudit.errors import ConfigError
+    from privaudit.pipeline import score_and_report
+    from privaudit.runtime.plan import signal_epochs
 
-    try:
-        store = RunStore(run_dir)
-        cfg = read_config(store)
-        if targets is not None:
-            cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"targets": targets})})
-        chosen = _attack_list(attacks)
-        if chosen is not None and attacks == "all":
-            chosen = _attack_runnable(store, chosen)
-        stages.attack_and_report(cfg, store, attacks=chosen, epoch=epoch, console=console)
-    except PrivauditError as err:
-        _fail(err)
+    with user_errors(resume_hint=True):
+        updates = {k: v for k, v in (("evaluation.targets", targets), ("attacks", attacks)) if v is not None}
+        run, cfg = open_run(run_dir, **updates)
+        if epoch is not None and epoch not in signal_epochs(cfg):
+            raise ConfigError(f"--epoch {epoch}: the run has signals at epochs {signal_epochs(cfg)}")
+        with run.writer():
+            run.verify()
+            score_and_report(run, cfg, console, attacks=None if attacks is None else list(cfg.attacks), epoch=epoch)
 
 
 @app.command()
@@ -107,8 +80,9 @@ def datasets() -> None:
     from privaudit.data.datasets import list_datasets
 
     table = Table(title="datasets")
-    for col in ("name", "samples", "shape", "classes", "offline", "source / how to get"):
-        table.add_column(col)
+    for col in ("name", "samples", "shape", "classes", "offline"):
+        table.add_column(col, no_wrap=col == "name")
+    table.add_column("source / how to get", overflow="fold")
     for d in list_datasets():
         table.add_row(d.name, str(d.n_train or "-"), "x".join(map(str, d.input_shape)) or "-", str(d.n_classes or "-"),
                       "yes" if d.offline else "no", d.how_to_get)
@@ -121,25 +95,37 @@ def attacks() -> None:
     from privaudit.attacks.registry import ATTACKS
 
     table = Table(title="attacks")
-    for col in ("name", "signal", "mode", "citation"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True)
+    table.add_column("signal", no_wrap=True)
+    table.add_column("mode", no_wrap=True)
+    table.add_column("citation", overflow="fold")
     for spec in ATTACKS.values():
         table.add_row(spec.name, spec.signal, spec.mode, spec.citation)
     console.print(table)
 
 
-def _register_commands() -> None:
-    """Commands of the analysis stages live in ``privaudit.commands.<name>`` (``register(app)``)."""
-    import importlib
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
 
-    for name in ("memorization", "dynamics", "audit"):
-        try:
-            module = importlib.import_module(f"privaudit.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"privaudit.commands.{name}":
-                raise
-            continue
-        module.register(app)
+        console.print(f"privaudit {version('privaudit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="print the version and exit")) -> None:
+    """Measure how much a trained neural network leaks about its training data."""
+
+
+def _register_commands() -> None:
+    """The DP audit command and every study's command (``privaudit.studies``)."""
+    from privaudit.commands import audit
+    from privaudit.studies import studies
+
+    audit.register(app)
+    for study in studies():
+        study.register(app)
 
 
 _register_commands()

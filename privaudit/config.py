@@ -6,13 +6,31 @@ Every field has a default, so a config file names only what differs; unknown key
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict as StrictType, ValidationError, field_validator, \
+    model_validator
 
 from privaudit.errors import ConfigError
+
+# No silent coercion: ``epochs: true`` or ``lr: "0.1"`` are errors, not 1 and 0.1 (an int is a float).
+Int = Annotated[int, StrictType()]
+Float = Annotated[float, StrictType()]
+Bool = Annotated[bool, StrictType()]
+MAX_BATCH = 1 << 20
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-\[\]=,]*$")
+CURVATURE_SIGNAL = "curvature"
+
+
+def check_name(value: str, what: str) -> str:
+    """A single path component made of safe characters: names and labels can never leave the run."""
+    if not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value or len(value) > 120:
+        raise ConfigError(f"{what} {value!r} must be one folder/file name of letters, digits and _ . - + [ ] = , "
+                          f"(no '/', no '..', at most 120 characters)")
+    return value
 
 
 class Strict(BaseModel):
@@ -23,35 +41,35 @@ class DataConfig(Strict):
     name: str = "digits"
     root: str | None = None          # folder or file the loader reads (relative to the config file)
     split: Literal["train", "test"] = "train"
-    n: int | None = Field(None, gt=0)  # seeded random subset of the pool
-    download: bool = False
+    n: Int | None = Field(None, gt=0)  # seeded random subset of the pool
+    download: Bool = False
     mixture: dict[str, Any] | None = None  # under-represented group design, see privaudit.data.mixture_dataset
 
 
 class CanaryConfig(Strict):
     """Audit targets inserted into the pool (they follow the membership design like any sample)."""
 
-    mislabeled: int = Field(0, ge=0)   # natural samples given a random wrong label
-    blank: int = Field(0, ge=0)        # all-zero (in pixel space) inputs with random labels
-    noise: int = Field(0, ge=0)        # uniform-noise inputs with random labels
-    natural: int = Field(0, ge=0)      # unmodified samples marked as audit targets
+    mislabeled: Int = Field(0, ge=0)   # natural samples given a random wrong label
+    blank: Int = Field(0, ge=0)        # all-zero (in pixel space) inputs with random labels
+    noise: Int = Field(0, ge=0)        # uniform-noise inputs with random labels
+    natural: Int = Field(0, ge=0)      # unmodified samples marked as audit targets
 
 
 class PoisonConfig(Strict):
     """Truth Serum (Tramer et al. CCS 2022): ``copies`` mislabeled copies of each of ``targets``
     pool samples added to EVERY model's training set; the clean targets are attacked as usual."""
 
-    targets: int = Field(250, ge=1)
-    copies: int = Field(8, ge=0)
+    targets: Int = Field(250, ge=1)
+    copies: Int = Field(8, ge=0)
 
 
 class DPConfig(Strict):
     """DP-SGD (Abadi et al. 2016): per-sample clipping + Gaussian noise, Opacus accountant."""
 
-    noise_multiplier: float | None = Field(None, ge=0.0)
-    target_epsilon: float | None = Field(None, gt=0.0)
-    delta: float = Field(1e-5, gt=0.0, lt=1.0)
-    max_grad_norm: float = Field(1.0, gt=0.0)
+    noise_multiplier: Float | None = Field(None, ge=0.0)
+    target_epsilon: Float | None = Field(None, gt=0.0)
+    delta: Float = Field(1e-5, gt=0.0, lt=1.0)
+    max_grad_norm: Float = Field(1.0, gt=0.0)
     sampling: Literal["poisson", "shuffle"] = "poisson"
     accountant: Literal["rdp", "prv"] = "rdp"
     bug: Literal["none", "noise_not_scaled", "clip_after_average"] = "none"  # deliberately broken variants
@@ -64,36 +82,46 @@ class DPConfig(Strict):
 
 
 class PopulationConfig(Strict):
-    n_models: int = Field(64, ge=2)
-    pkeep: float = Field(0.5, gt=0.0, lt=1.0)
+    n_models: Int = Field(64, ge=2)
+    pkeep: Float = Field(0.5, gt=0.0, lt=1.0)
     design: Literal["balanced", "bernoulli", "paired"] = "balanced"
-    models_per_group: int = Field(32, ge=1)
+    models_per_group: Int = Field(32, ge=1)
 
 
 class ModelConfig(Strict):
-    arch: Literal["mlp", "cnn"] = "mlp"
-    hidden: tuple[int, ...] = (128,)
-    width: int = Field(32, ge=1)
-    depth: int = Field(3, ge=1)
+    arch: str = "mlp"                # a registered architecture (`privaudit.models.architectures`)
+    hidden: tuple[Int, ...] = (128,)
+    width: Int = Field(32, ge=1)
+    depth: Int = Field(3, ge=1)
     activation: Literal["relu", "tanh", "gelu", "softplus"] = "relu"
 
 
+    @field_validator("arch")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from privaudit.models.architectures import ARCHITECTURES
+
+        if v not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {v!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+        return v
+
+
 class TrainingConfig(Strict):
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: Int = Field(30, ge=1)
+    batch_size: Int = Field(64, ge=1, le=MAX_BATCH)
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
+    lr: Float = Field(1e-3, gt=0.0)
+    momentum: Float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: Float = Field(0.0, ge=0.0)
     schedule: Literal["constant", "cosine", "step"] = "cosine"
-    milestones: tuple[float, ...] = (0.6, 0.8)
-    gamma: float = Field(0.1, gt=0.0)
-    mirror: bool = False
-    shift: int = Field(0, ge=0)
-    checkpoints: tuple[int, ...] = ()
+    milestones: tuple[Float, ...] = (0.6, 0.8)
+    gamma: Float = Field(0.1, gt=0.0)
+    mirror: Bool = False
+    shift: Int = Field(0, ge=0)
+    checkpoints: tuple[Int, ...] = ()
     backend: Literal["auto", "wide", "vmap", "loop"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"   # auto: the GPU when PyTorch sees one
-    workers: int = Field(2, ge=1)                     # CPU worker processes (one process on a GPU)
+    workers: Int = Field(2, ge=1)                     # CPU worker processes (one process on a GPU)
     executor: Literal["local", "ray"] = "local"       # ray: the groups become Ray tasks (a cluster: RAY_ADDRESS)
     dp: DPConfig | None = None
 
@@ -108,16 +136,16 @@ class TrainingConfig(Strict):
 class QueryConfig(Strict):
     """Augmented queries: mirror x shifts in range(-shift, shift+1, stride) squared."""
 
-    mirror: bool = False
-    shift: int = Field(0, ge=0)
-    stride: int = Field(1, ge=1)
+    mirror: Bool = False
+    shift: Int = Field(0, ge=0)
+    stride: Int = Field(1, ge=1)
 
 
 class CurvatureConfig(Strict):
     estimator: Literal["zero_order", "hutchinson", "hutchinson_sq"] = "zero_order"
-    h: float = Field(1e-3, gt=0.0)
-    rounds: int = Field(10, ge=1)
-    mirror: bool = True              # two augmentations (identity and mirror) as in the paper
+    h: Float = Field(1e-3, gt=0.0)
+    rounds: Int = Field(10, ge=1)
+    mirror: Bool = True              # two augmentations (identity and mirror) as in the paper
     dtype: Literal["float32", "float64"] = "float32"
 
 
@@ -127,29 +155,59 @@ class AttackConfig(Strict):
     label: str | None = None         # name shown in tables (default: name)
     params: dict[str, Any] = {}
 
+    @model_validator(mode="after")
+    def _known(self) -> "AttackConfig":
+        """Name, signal, parameters and label checked here, before any training."""
+        from privaudit.attacks.registry import ATTACKS
+        from privaudit.signals.transforms import SIGNALS
+
+        if self.name not in ATTACKS:
+            raise ValueError(f"unknown attack {self.name!r}; known: {', '.join(ATTACKS)}")
+        if self.signal is not None and self.signal not in (*SIGNALS, CURVATURE_SIGNAL):
+            raise ValueError(f"unknown signal {self.signal!r}; choose one of {', '.join((*SIGNALS, CURVATURE_SIGNAL))}")
+        unknown = sorted(set(self.params) - set(ATTACKS[self.name].params))
+        if unknown:
+            raise ValueError(f"attack {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(ATTACKS[self.name].params) or 'none'}")
+        try:
+            check_name(self.key, "attack label")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return self
+
     @property
     def key(self) -> str:
         """This attack's name in tables and result files."""
         return self.label or (self.name if not self.signal else f"{self.name}[{self.signal}]")
 
+    @property
+    def signal_name(self) -> str:
+        from privaudit.attacks.registry import ATTACKS
+
+        return self.signal or ATTACKS[self.name].signal
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What determines this attack's scores besides the run's signals."""
+        return {"name": self.name, "signal": self.signal_name, "params": dict(self.params)}
+
 
 class TargetConfig(Strict):
-    """The user's own trained model, audited against the population (DESIGN §1.2)."""
+    """The user's own trained model, audited against the population."""
 
     model: str                       # TorchScript (torch.jit.save) or torch.export (.pt2) file: x[B, ...] -> logits[B, C]
     members: str                     # .npy bool[n] over the pool's rows: True = in the target's training set
 
 
 class EvaluationConfig(Strict):
-    targets: int = Field(8, ge=1)    # leave-one-model-out over this many target models
-    fprs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
+    targets: Int = Field(8, ge=1)    # leave-one-model-out over this many target models
+    fprs: tuple[Float, ...] = (1e-2, 1e-3, 1e-4)
     tpr_mode: Literal["strict", "interp"] = "strict"
-    bootstrap: int = Field(200, ge=0)
-    seed: int = 0
+    bootstrap: Int = Field(200, ge=0)
+    seed: Int = 0
 
     @field_validator("fprs")
     @classmethod
-    def _fprs_in_range(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+    def _fprs_in_range(cls, v: tuple[Float, ...]) -> tuple[Float, ...]:
         if any(not 0.0 < a < 1.0 for a in v):
             raise ValueError("every FPR must lie strictly between 0 and 1")
         return v
@@ -157,7 +215,7 @@ class EvaluationConfig(Strict):
 
 class RunConfig(Strict):
     name: str = "digits"
-    seed: int = 0
+    seed: Int = 0
     out: str = "runs"                # parent folder of run directories
     data: DataConfig = DataConfig()
     canaries: CanaryConfig | None = None
@@ -173,13 +231,50 @@ class RunConfig(Strict):
 
     evaluation: EvaluationConfig = EvaluationConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        try:
+            return check_name(v, "name")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
     @field_validator("attacks", mode="before")
     @classmethod
     def _attack_names(cls, v: Any) -> Any:
+        """A list of names or sections, a comma list ``"loss,lira_online"``, or ``all``."""
+        if isinstance(v, str):
+            v = ["all"] if v.strip() == "all" else [a.strip() for a in v.split(",") if a.strip()]
+        if not isinstance(v, (list, tuple)):
+            raise ValueError("attacks must be a list of attack names or sections, or 'all'")
+        if list(v) == ["all"]:
+            from privaudit.attacks.registry import ATTACKS
+
+            return [{"name": n} for n in ATTACKS]   # curvature attacks dropped below when not computed
         return [{"name": a} if isinstance(a, str) else a for a in v]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _all_without_curvature(cls, data: Any) -> Any:
+        """``attacks: all`` means every attack this run can score: curvature attacks only when the
+        config computes curvature."""
+        if isinstance(data, dict) and isinstance(data.get("attacks"), str) and data["attacks"].strip() == "all" \
+                and not data.get("curvature"):
+            from privaudit.attacks.registry import ATTACKS
+
+            data = dict(data, attacks=[n for n, s in ATTACKS.items() if s.signal != CURVATURE_SIGNAL])
+        return data
 
     @model_validator(mode="after")
     def _enough_models(self) -> "RunConfig":
+        needs_curvature = [a.key for a in self.attacks if a.signal_name == CURVATURE_SIGNAL]
+        if needs_curvature and self.curvature is None:
+            raise ValueError(f"attacks {', '.join(needs_curvature)} need input curvature: add a 'curvature:' "
+                             f"section (e.g. curvature: {{estimator: zero_order}}) or drop them")
+        keys = [a.key for a in self.attacks]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"two attacks share a name ({', '.join(k for k in keys if keys.count(k) > 1)}); "
+                             f"give one a label")
         if self.evaluation.targets > self.population.n_models:
             raise ValueError(f"evaluation.targets={self.evaluation.targets} exceeds "
                              f"n_models={self.population.n_models}")
@@ -205,6 +300,7 @@ class RunConfig(Strict):
 
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
+    first = first | {"msg": first["msg"].removeprefix("Value error, ")}
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: {where}: {first['msg']}{more}"
@@ -220,9 +316,16 @@ def parse_config(data: dict[str, Any], source: str = "config") -> RunConfig:
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     """``set_path(d, "training.epochs", 5)`` — used for command-line overrides."""
     *parents, leaf = dotted.split(".")
+    if not leaf or not all(parents):
+        raise ConfigError(f"--set {dotted}: expected KEY=VALUE with a dotted key such as training.lr")
     node = data
-    for key in parents:
-        node = node.setdefault(key, {})
+    for i, key in enumerate(parents):
+        if node.get(key) is None:
+            node[key] = {}
+        node = node[key]
+        if not isinstance(node, dict):
+            where = ".".join(parents[:i + 1])
+            raise ConfigError(f"--set {dotted}: {where} is a value, not a section (use --set {where}=VALUE)")
     node[leaf] = value
 
 

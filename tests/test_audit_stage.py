@@ -1,7 +1,6 @@
 """The DP audit stage and ``privaudit audit``: pooled trials, claim vs bound, one-run guesses fixed in
 advance, one-line errors; and the case study: a broken DP-SGD is caught, the correct one is not."""
 
-import json
 import math
 from pathlib import Path
 
@@ -13,8 +12,11 @@ from privaudit.cli import app
 from privaudit.config import parse_config
 from privaudit.data.canaries import KINDS
 from privaudit.evaluation.audit import eps_lower_bound
-from privaudit.runtime import audit_stage, pipeline
-from privaudit.runtime.store import RunStore
+from privaudit.runtime.run import Layout, Run
+from privaudit.stages import dp_audit
+from privaudit.stages.prepare import prepare
+from privaudit.stages.query import query
+from privaudit.stages.train import dp_claim, train
 
 
 def cli(*args: str):
@@ -28,19 +30,23 @@ def _fake_run(tmp_path: Path, eps_true: float, dp: dict | None, seed: int = 0):
                         "canaries": {"noise": 40}, "population": {"n_models": 16},
                         "training": {"epochs": 3, "batch_size": 32, "dp": dp},
                         "attacks": ["lira_online"], "evaluation": {"targets": 15}})
-    store = RunStore(cfg.run_dir)
-    pipeline.prepare(cfg, store)
-    keep = store.load_npy("keep.npy")[:15]
-    rng = np.random.default_rng(seed)
-    flip = rng.random(keep.shape) < 1 / (1 + math.exp(eps_true))
-    scores = (keep ^ flip).astype(np.float32)
-    store.save_npy("results/epoch_0003/scores_lira_online.npy", scores)
-    return cfg, store, keep, scores
+    run = Run(cfg.run_dir)
+    with run.writer():
+        prepare(run, cfg)
+        keep = run.keep()[:15]
+        rng = np.random.default_rng(seed)
+        flip = rng.random(keep.shape) < 1 / (1 + math.exp(eps_true))
+        scores = (keep ^ flip).astype(np.float32)
+        # saved as the evaluate stage saves them: no signal file exists, so the source is None
+        attack = cfg.attacks[0]
+        run.save_scores(attack.key, cfg.training.epochs, scores, attack.fingerprint() | {"source": None})
+    return cfg, run, keep, scores
 
 
 def test_audit_pools_the_trials_and_bounds_stay_below_the_true_eps(tmp_path):
-    cfg, store, keep, scores = _fake_run(tmp_path, eps_true=2.0, dp=None)
-    doc = audit_stage.audit(cfg, store, samples="all", alpha=0.05)
+    cfg, run, keep, scores = _fake_run(tmp_path, eps_true=2.0, dp=None)
+    with run.writer():
+        doc = dp_audit.audit(run, cfg, samples="all", alpha=0.05)
     direct = eps_lower_bound(scores[keep], scores[~keep], delta=1e-5, alpha=0.05)
     cp = doc["bounds"]["clopper_pearson"]
     assert cp["eps_lb"] == pytest.approx(direct.eps_lb)
@@ -51,35 +57,40 @@ def test_audit_pools_the_trials_and_bounds_stay_below_the_true_eps(tmp_path):
     assert one["counts"]["k_pos"] == one["counts"]["k_neg"] == 400 // 10      # fixed by m alone
     assert one["confidence"] == pytest.approx(0.95) and one["per_target_confidence"] == pytest.approx(1 - 0.05 / 15)
     assert 0 < one["eps_lb"] <= 2.0
-    assert json.loads(store.path("results", "audit.json").read_text())["bounds"]["clopper_pearson"]["eps_lb"] \
-        == cp["eps_lb"]
+    assert run.load_json(Layout.audit)["bounds"]["clopper_pearson"]["eps_lb"] == cp["eps_lb"]
+    assert run.load_json(Layout.results(cfg.training.epochs, "audit.json")) == run.load_json(Layout.audit)
     # canaries only: the 40 noise canaries
-    can = audit_stage.audit(cfg, store, samples="canaries", save=False)
-    kind = store.load_npy("data/kind.npy")
+    can = dp_audit.audit(run, cfg, samples="canaries", save=False)   # save=False: no lock needed
+    kind = run.load_npy(Layout.pool("kind"))
     assert can["samples"]["n_samples"] == 40 == int((kind == KINDS["noise"]).sum())
 
 
 def test_a_claim_below_the_leakage_is_refuted_and_one_above_is_not(tmp_path):
     dp = {"noise_multiplier": 3.0, "delta": 1e-5, "max_grad_norm": 1.0}
-    cfg, store, keep, _ = _fake_run(tmp_path, eps_true=3.0, dp=dp)
-    doc = audit_stage.audit(cfg, store, alpha=0.05)
+    cfg, run, keep, _ = _fake_run(tmp_path, eps_true=3.0, dp=dp)
+    with run.writer():
+        doc = dp_audit.audit(run, cfg, alpha=0.05)   # nothing trained: the claim is recomputed
+        assert not run.has(Layout.dp_claim)
+        recorded = dp_claim(run, cfg)                 # the claim training records (dp.json)
+        assert dp_audit.audit(run, cfg, alpha=0.05, save=False)["claimed"] == recorded == run.load_json(Layout.dp_claim)
     claimed = doc["claimed_epsilon"]
-    assert claimed == pytest.approx(json.loads(store.path("dp.json").read_text())["epsilon"])
+    assert claimed == pytest.approx(recorded["epsilon"])
     assert claimed < 2.0 < doc["bounds"]["clopper_pearson"]["eps_lb"]
     assert doc["bounds"]["clopper_pearson"]["violates_claim"] and doc["verdict"].startswith("CLAIM REFUTED")
     weak = tmp_path / "weak"
-    cfg2, store2, _, _ = _fake_run(weak, eps_true=0.2, dp=dp)
-    doc2 = audit_stage.audit(cfg2, store2, alpha=0.05)
+    cfg2, run2, _, _ = _fake_run(weak, eps_true=0.2, dp=dp)
+    with run2.writer():
+        doc2 = dp_audit.audit(run2, cfg2, alpha=0.05)
     assert not doc2["bounds"]["clopper_pearson"]["violates_claim"]
     assert doc2["verdict"].startswith("consistent")
 
 
 def test_cli_prints_the_table_and_rejects_bad_options(tmp_path):
-    cfg, store, _, _ = _fake_run(tmp_path, eps_true=1.0, dp=None)
-    ok = cli("audit", str(store.root), "--canaries-only", "--threshold", "0.5", "--k-pos", "5", "--k-neg", "0")
+    cfg, run, _, _ = _fake_run(tmp_path, eps_true=1.0, dp=None)
+    ok = cli("audit", str(run.root), "--canaries-only", "--threshold", "0.5", "--k-pos", "5", "--k-neg", "0")
     assert ok.exit_code == 0, ok.output[-2000:]
     assert "Clopper-Pearson" in ok.stdout and "one-run" in ok.stdout and "no DP" in ok.stdout
-    doc = json.loads(store.path("results", "audit.json").read_text())
+    doc = run.load_json(Layout.audit)
     assert doc["bounds"]["clopper_pearson"]["details"]["selection"] == "explicit"
     assert doc["bounds"]["one_run"]["counts"]["r"] == 5
     for args, message in ((["--threshold", "best"], "--threshold must be"),
@@ -87,7 +98,7 @@ def test_cli_prints_the_table_and_rejects_bad_options(tmp_path):
                           (["--samples", "blank"], "no blank canaries"),
                           (["--k-pos", "0", "--k-neg", "0"], "one-run guesses"),
                           (["--alpha", "1.5"], "--alpha")):
-        bad = cli("audit", str(store.root), *args)
+        bad = cli("audit", str(run.root), *args)
         assert bad.exit_code == 2, (args, bad.output)
         assert message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
@@ -103,11 +114,12 @@ def _dp_population(tmp_path: Path, bug: str):
     data = CATCH | {"name": bug, "out": str(tmp_path)}
     data["training"] = CATCH["training"] | {"dp": CATCH["training"]["dp"] | {"bug": bug}}
     cfg = parse_config(data)
-    store = RunStore(cfg.run_dir)
-    pipeline.prepare(cfg, store)
-    pipeline.train(cfg, store)
-    pipeline.compute_signals(cfg, store)
-    return audit_stage.audit(cfg, store, samples="canaries", alpha=0.05)
+    run = Run(cfg.run_dir)
+    with run.writer():
+        prepare(run, cfg)
+        train(run, cfg)
+        query(run, cfg)
+        return dp_audit.audit(run, cfg, samples="canaries", alpha=0.05)
 
 
 @pytest.fixture

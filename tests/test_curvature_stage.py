@@ -1,22 +1,22 @@
-"""The curvature pipeline stage (privaudit.runtime.curvature_stage) on a tiny digits population:
-artifact shape, resume without recomputation, grouping invariance, settings changes, Hutchinson
-path, and the membership signal itself (members flatter than non-members)."""
+"""The curvature stage (:mod:`privaudit.stages.curvature`) on a tiny digits population: artifact
+shape, resume without recomputation, grouping invariance, settings changes, Hutchinson path, and
+the membership signal itself (members flatter than non-members)."""
 
 from __future__ import annotations
-
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from privaudit.config import dump_config, parse_config
+from privaudit.config import parse_config
 from privaudit.evaluation.metrics import auc
 from privaudit.models.group import group_from_state
-from privaudit.runtime import curvature_stage as stage
+from privaudit.runtime import plan
+from privaudit.runtime.run import Layout, Run
 from privaudit.signals.curvature import stable_cross_entropy
-from privaudit.runtime import pipeline
-from privaudit.runtime.store import RunStore
+from privaudit.stages import curvature as stage
+from privaudit.stages.prepare import prepare
+from privaudit.stages.train import train
 from privaudit.training.trainer import choose_backend
 
 BASE = {
@@ -38,37 +38,49 @@ def config(out, **sections):
     return parse_config(data)
 
 
-def trained(cfg):
-    store = RunStore(cfg.run_dir)
-    pipeline.prepare(cfg, store)
-    pipeline.train(cfg, store)
-    return store
+def trained(cfg) -> Run:
+    run = Run(cfg.run_dir)
+    with run.writer():
+        prepare(run, cfg)
+        train(run, cfg)
+    return run
+
+
+def compute(run: Run, cfg) -> None:
+    with run.writer():
+        stage.curvature(run, cfg)
+
+
+def pool(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = run.pool()
+    return torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One trained tiny population with its zero-order curvature."""
     cfg = config(tmp_path_factory.mktemp("curv"))
-    store = trained(cfg)
-    stage.compute_curvature(cfg, store)
-    return cfg, store
+    run = trained(cfg)
+    compute(run, cfg)
+    return cfg, run
 
 
 def test_writes_curvature_of_shape_models_samples_queries(run):
-    cfg, store = run
-    curv = store.load_npy(store.signal_file("curvature", cfg.training.epochs))
+    cfg, run = run
+    rel = Layout.signal("curvature", cfg.training.epochs)
+    curv = run.load_npy(rel)
     assert curv.shape == (4, 300, 1)            # [M, n, A]
     assert curv.dtype == np.float32
     assert np.isfinite(curv).all() and (curv >= 0).all() and (curv > 0).mean() > 0.99
-    assert store.load_json(f"signals/epoch_{cfg.training.epochs:04d}/curvature.json") == \
+    assert run.meta(rel)["settings"] == stage.curvature_settings(cfg) == \
         {"seed": 0, **BASE["curvature"], "loss": "stable_cross_entropy"}
-    assert store.manifest()["stages"]["curvature"]["estimator"] == "zero_order"
+    assert run.manifest()["stages"]["curvature"]["estimator"] == "zero_order"
 
 
 def test_members_are_flatter_than_non_members(run):
-    cfg, store = run
-    curv = store.load_npy(store.signal_file("curvature", cfg.training.epochs)).mean(axis=-1)
-    keep = store.load_npy("keep.npy")
+    cfg, run = run
+    curv = run.signal("curvature", cfg.training.epochs).mean(axis=-1)
+    keep = run.keep()
     assert np.median(curv[keep]) < 0.7 * np.median(curv[~keep])
     # low curvature = member, as a global threshold attack (3 reference models are too few for the
     # per-example Gaussians of Curv ZO NLL/LR, which the MNIST benchmark evaluates instead)
@@ -76,103 +88,118 @@ def test_members_are_flatter_than_non_members(run):
 
 
 def test_resume_skips_finished_work(run, monkeypatch):
-    cfg, store = run
+    cfg, run = run
     epoch = cfg.training.epochs
-    final = store.signal_file("curvature", epoch)
-    before, mtime = store.load_npy(final), final.stat().st_mtime_ns
+    final = Layout.signal("curvature", epoch)
+    before, mtime = run.load_npy(final), run.path(final).stat().st_mtime_ns
     calls = []
     task = stage.curvature_group_task
-    monkeypatch.setattr(stage, "curvature_group_task", lambda run_dir, model_ids, epoch, on_progress, **kw:
-                        calls.append(list(model_ids)) or task(run_dir, model_ids, epoch, on_progress, **kw))
-    stage.compute_curvature(cfg, store)
-    assert calls == [] and final.stat().st_mtime_ns == mtime
+    monkeypatch.setattr(stage, "curvature_group_task", lambda run_dir, model_ids, epoch, settings, on_progress:
+                        calls.append(list(model_ids)) or task(run_dir, model_ids, epoch, settings, on_progress))
+    compute(run, cfg)
+    assert calls == [] and run.path(final).stat().st_mtime_ns == mtime
 
     # interrupted run: models 0-1 finished, 2-3 and the merged array missing -> only 2-3 computed
-    final.unlink()
-    store.signal_file("curvature", epoch, [2, 3]).unlink()
-    part = store.signal_file("curvature", epoch, [0, 1])
+    with run.writer():
+        run.discard(final)
+        run.discard(Layout.signal("curvature", epoch, [2, 3]))
+    part = run.path(Layout.signal("curvature", epoch, [0, 1]))
     part_mtime = part.stat().st_mtime_ns
-    stage.compute_curvature(cfg, store)
+    compute(run, cfg)
     assert calls == [[2, 3]], calls
     assert part.stat().st_mtime_ns == part_mtime
-    np.testing.assert_array_equal(store.load_npy(final), before)
+    np.testing.assert_array_equal(run.load_npy(final), before)
+
+    # files deleted by hand (not discarded): a missing part is recomputed, the array reassembled
+    run.path(final).unlink()
+    run.path(Layout.signal("curvature", epoch, [0, 1])).unlink()
+    compute(run, cfg)
+    assert calls == [[2, 3], [0, 1]], calls
+    np.testing.assert_array_equal(run.load_npy(final), before)
 
 
 def test_changed_curvature_settings_are_recomputed(run):
-    cfg, store = run
+    cfg, run = run
+    rel = Layout.signal("curvature", cfg.training.epochs)
     new = cfg.model_copy(update={"curvature": cfg.curvature.model_copy(update={"rounds": 2})})
-    old = store.load_npy(store.signal_file("curvature", cfg.training.epochs))
-    stage.compute_curvature(new, store)
-    fresh = store.load_npy(store.signal_file("curvature", cfg.training.epochs))
+    old = run.load_npy(rel)
+    compute(run, new)
+    fresh = run.load_npy(rel)
+    assert run.meta(rel)["settings"] == stage.curvature_settings(new) != stage.curvature_settings(cfg)
     assert fresh.shape == old.shape and not np.allclose(fresh, old)
     # the first rounds are shared (probes keyed by round), so 2 rounds != 3 rounds but correlate
     assert np.corrcoef(np.log(fresh.ravel()), np.log(old.ravel()))[0, 1] > 0.8
-    stage.compute_curvature(cfg, store)          # back to the original settings: identical again
-    np.testing.assert_allclose(store.load_npy(store.signal_file("curvature", cfg.training.epochs)), old,
-                               rtol=1e-6)
+    compute(run, cfg)          # back to the original settings: identical again
+    np.testing.assert_allclose(run.load_npy(rel), old, rtol=1e-6)
+    assert run.meta(rel)["settings"] == stage.curvature_settings(cfg)
 
 
 def test_result_does_not_depend_on_models_per_group(run):
-    cfg, store = run
-    x, y, _ = pipeline.load_pool(store, audited_only=True)
-    info = store.load_json("data/info.json")
-    together = stage.curvature_of_group(cfg, pipeline.load_group(cfg, store, [0, 1]), x, y)   # K = 2
-    state = store.load_torch(store.group_file([0, 1]))["state"]
+    cfg, run = run
+    x, y = pool(run)
+    info = run.pool_info()
+    together = stage.curvature_of_group(cfg, plan.load_group(run, cfg, [0, 1]), x, y)   # K = 2
+    state = run.load_torch(Layout.group_models([0, 1]))["state"]
     for k in range(2):
-        single = group_from_state(pipeline.arch_spec(cfg), tuple(info["input_shape"]), info["n_classes"],
+        single = group_from_state(plan.arch_spec(cfg), tuple(info["input_shape"]), info["n_classes"],
                                   {n: t[k:k + 1] for n, t in state.items()},
-                                  choose_backend(pipeline.arch_spec(cfg), cfg.training.backend))
+                                  choose_backend(plan.arch_spec(cfg), cfg.training.backend))
         alone = stage.curvature_of_group(cfg, single, x, y)
         np.testing.assert_allclose(alone[0], together[k], rtol=1e-5, atol=1e-9)
-    full = store.load_npy(store.signal_file("curvature", cfg.training.epochs))
+    full = run.load_npy(Layout.signal("curvature", cfg.training.epochs))
     np.testing.assert_allclose(full[:2], together, rtol=1e-6)
 
 
 def test_grouping_invariance_end_to_end(run, tmp_path):
     """The same 4 models stored as one group of 4 (models_per_group=4): same curvature array."""
-    cfg, store = run
+    cfg, run = run
     other = cfg.model_copy(update={"out": str(tmp_path), "population": cfg.population.model_copy(
         update={"models_per_group": 4})})
-    dst = RunStore(other.run_dir)
-    shutil.copytree(store.path("data"), dst.path("data"))
-    shutil.copy(store.path("keep.npy"), dst.path("keep.npy"))
-    dst.save_text("config.yaml", dump_config(other))
-    parts = [store.load_torch(store.group_file(ids))["state"] for ids in ([0, 1], [2, 3])]
-    dst.save_torch(dst.group_file([0, 1, 2, 3]), {"model_ids": [0, 1, 2, 3], "epoch": cfg.training.epochs,
-                                                  "state": {n: torch.cat([p[n] for p in parts]) for n in parts[0]}})
-    stage.compute_curvature(other, dst)
-    a = store.load_npy(store.signal_file("curvature", cfg.training.epochs))
-    b = dst.load_npy(dst.signal_file("curvature", other.training.epochs))
+    run2 = Run(other.run_dir)
+    parts = [run.load_torch(Layout.group_models(ids))["state"] for ids in ([0, 1], [2, 3])]
+    with run2.writer():
+        prepare(run2, other)   # same seed: the same pool and keep
+        run2.save_torch(Layout.group_models([0, 1, 2, 3]),
+                        {"model_ids": [0, 1, 2, 3], "epoch": cfg.training.epochs,
+                         "state": {n: torch.cat([p[n] for p in parts]) for n in parts[0]}})
+        stage.curvature(run2, other)
+    np.testing.assert_array_equal(run2.keep(), run.keep())
+    np.testing.assert_array_equal(run2.pool()[0], run.pool()[0])
+    a = run.load_npy(Layout.signal("curvature", cfg.training.epochs))
+    b = run2.load_npy(Layout.signal("curvature", other.training.epochs))
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("estimator", ["hutchinson", "hutchinson_sq"])
 def test_hutchinson_estimators_run_through_the_stage(run, tmp_path, estimator):
-    cfg, store = run
+    cfg, run = run
     hcfg = cfg.model_copy(update={"out": str(tmp_path), "curvature": cfg.curvature.model_copy(
         update={"estimator": estimator, "rounds": 4, "dtype": "float32", "mirror": True})})
-    x, y, _ = pipeline.load_pool(store, audited_only=True)
-    group = pipeline.load_group(cfg, store, [0, 1])
+    x, y = pool(run)
+    group = plan.load_group(run, cfg, [0, 1])
     values = stage.curvature_of_group(hcfg, group, x[:64], y[:64])
     assert values.shape == (2, 64, 2) and np.isfinite(values).all()
     # ReLU MLP: the autodiff input Hessian J^T (diag p - p p^T) J is PSD, so v^T H v >= 0
     assert (values >= -1e-6).all() and (values > 0).mean() > 0.9
     assert not np.allclose(values[..., 0], values[..., 1])   # the mirror query is another input
-    zo = store.load_npy(store.signal_file("curvature", cfg.training.epochs))[:2, :64, 0]
+    zo = run.load_npy(Layout.signal("curvature", cfg.training.epochs))[:2, :64, 0]
     rho = np.corrcoef(np.log(values[..., 0].ravel() + 1e-12), np.log(zo.ravel()))[0, 1]
     assert rho > 0.5, rho                        # same ordering of flat / sharp points
 
 
 def test_hutchinson_pipeline_end_to_end(tmp_path):
-    cfg = config(tmp_path, population={"n_models": 3, "models_per_group": 3},
+    # 4 models: prepare refuses fewer (some sample would have no OUT reference for curv_zo_*)
+    cfg = config(tmp_path, population={"n_models": 4, "models_per_group": 4},
                  data={"n": 120}, training={"epochs": 3},
                  curvature={"estimator": "hutchinson_sq", "rounds": 2, "dtype": "float32"},
                  evaluation={"targets": 1})
-    store = trained(cfg)
-    stage.compute_curvature(cfg, store)
-    curv = store.load_npy(store.signal_file("curvature", cfg.training.epochs))
-    assert curv.shape == (3, 120, 1) and (curv >= 0).all()
-    assert store.manifest()["stages"]["curvature"]["estimator"] == "hutchinson_sq"
+    run = trained(cfg)
+    compute(run, cfg)
+    rel = Layout.signal("curvature", cfg.training.epochs)
+    curv = run.load_npy(rel)
+    assert curv.shape == (4, 120, 1) and (curv >= 0).all()
+    assert run.manifest()["stages"]["curvature"]["estimator"] == "hutchinson_sq"
+    assert run.meta(rel)["settings"] == stage.curvature_settings(cfg)
 
 
 def test_stable_cross_entropy_keeps_confident_losses_resolvable():

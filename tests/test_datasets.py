@@ -1,4 +1,4 @@
-"""Tests of the dataset layer (privaudit.data.datasets / loaders).
+"""Tests of the dataset layer (privaudit.data.datasets / sources / loaders).
 
 Real files are read from the shared data folder next to the repository (../shared/data); tests
 that need it are skipped with a reason when it is absent. Everything else uses small synthetic
@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from privaudit.data import datasets as dsmod
 from privaudit.data import loaders
+from privaudit.data.sources import cifar10 as cifar_src
+from privaudit.data.sources import mnist as mnist_src
 from privaudit.data.datasets import (
     CIFAR10_CLASSES,
     Dataset,
@@ -255,7 +256,7 @@ def test_mnist_recompressed_gz_accepted_via_decompressed_sha(tmp_path):
 
 @needs_mnist
 def test_mnist_download_from_file_mirror(tmp_path, monkeypatch):
-    monkeypatch.setattr(dsmod, "_MNIST_MIRRORS", [MNIST_DIR.as_uri() + "/"])
+    monkeypatch.setattr(mnist_src, "_MNIST_MIRRORS", [MNIST_DIR.as_uri() + "/"])
     dest = tmp_path / "dl"
     ds = load_dataset("mnist", root=dest, split="test", download=True)
     check_contract(ds, 10000, (1, 28, 28), 10)
@@ -263,7 +264,7 @@ def test_mnist_download_from_file_mirror(tmp_path, monkeypatch):
     # a mirror serving the wrong bytes: rejected by the checksum, nothing left behind
     fake = tmp_path / "fake"
     write_idx_pair(fake, "train", 10, gz=True)
-    monkeypatch.setattr(dsmod, "_MNIST_MIRRORS", [fake.as_uri() + "/"])
+    monkeypatch.setattr(mnist_src, "_MNIST_MIRRORS", [fake.as_uri() + "/"])
     with raises_data_error("could not download train-images-idx3-ubyte.gz", "sha256 mismatch"):
         load_dataset("mnist", root=tmp_path / "dl2", download=True)
     assert not (tmp_path / "dl2" / "train-images-idx3-ubyte.gz").exists()
@@ -272,7 +273,7 @@ def test_mnist_download_from_file_mirror(tmp_path, monkeypatch):
 def test_mnist_sha256_mismatch_on_fake_file(tmp_path):
     write_idx_pair(tmp_path, "train", 20, gz=True)
     f = tmp_path / "train-images-idx3-ubyte.gz"
-    with raises_data_error("sha256 mismatch", str(f), dsmod._MNIST_SHA256["train-images-idx3-ubyte"][0],
+    with raises_data_error("sha256 mismatch", str(f), mnist_src._MNIST_SHA256["train-images-idx3-ubyte"][0],
                            loaders.file_hash(f)):
         load_dataset("mnist", root=tmp_path)
 
@@ -368,7 +369,7 @@ def test_cifar10_zip_sha256_mismatch(tmp_path):
     z = tmp_path / "CIFAR-10-images.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("train/airplane/0000.jpg", b"not really a jpeg")
-    with raises_data_error("sha256 mismatch", str(z), dsmod._CIFAR_ZIP_SHA256):
+    with raises_data_error("sha256 mismatch", str(z), cifar_src._CIFAR_ZIP_SHA256):
         load_dataset("cifar10", root=tmp_path)
 
 
@@ -393,7 +394,7 @@ def test_decode_zip_images_and_corrupt_member(tmp_path):
             loaders.decode_zip_images(zf, ["train/cat/0001.jpg"], shape=(3, 32, 32), where=str(z))
         with raises_data_error("is 16x16, expected 32x32"):
             loaders.decode_zip_images(zf, ["train/cat/0002.png"], shape=(3, 32, 32), where=str(z))
-        members, labels = dsmod._zip_listing(zf, z, "train")
+        members, labels = cifar_src._zip_listing(zf, z, "train")
         assert labels.tolist() == [CIFAR10_CLASSES.index("cat")] * 3
 
 
@@ -444,15 +445,15 @@ def test_cifar10_official_tgz_extracted_and_downloaded(tmp_path, monkeypatch):
     tgz.parent.mkdir()
     with tarfile.open(tgz, "w:gz") as tf:
         tf.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    monkeypatch.setattr(dsmod, "_CIFAR_TGZ_MD5", loaders.file_hash(tgz, "md5"))
-    monkeypatch.setattr(dsmod, "_CIFAR_URL", tgz.as_uri())
+    monkeypatch.setattr(cifar_src, "_CIFAR_TGZ_MD5", loaders.file_hash(tgz, "md5"))
+    monkeypatch.setattr(cifar_src, "_CIFAR_URL", tgz.as_uri())
     with pytest.warns(DataWarning):
         ds = load_dataset("cifar10", root=tmp_path / "dl", split="test", download=True)
     assert ds.y.tolist() == raw["test_batch"][1]
     assert (tmp_path / "dl" / "cifar-10-batches-py" / "data_batch_5").is_file()
     with pytest.warns(DataWarning):                     # root = the archive itself
         assert len(load_dataset("cifar10", root=tgz)) == 15
-    monkeypatch.setattr(dsmod, "_CIFAR_TGZ_MD5", "0" * 32)
+    monkeypatch.setattr(cifar_src, "_CIFAR_TGZ_MD5", "0" * 32)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "cifar-10-python.tar.gz").write_bytes(tgz.read_bytes())
     with raises_data_error("md5 mismatch", "cifar-10-python.tar.gz"):

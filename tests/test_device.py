@@ -98,24 +98,25 @@ def test_gpu_dp_sgd_runs_and_matches_cpu():
 
 @needs_gpu
 def test_whole_run_on_gpu_matches_cpu(tmp_path):
-    from privaudit.runtime.pipeline import run_all
+    from privaudit.pipeline import run_all
+    from privaudit.runtime.run import Layout, Run
 
     base = {"name": "dev", "seed": 0, "data": {"name": "digits", "n": 400},
             "population": {"n_models": 4, "models_per_group": 2}, "model": {"arch": "cnn", "width": 4, "depth": 2},
             "training": {"epochs": 3, "batch_size": 32, "lr": 0.01, "workers": 1},
             "queries": {"shift": 1}, "curvature": {"rounds": 2, "dtype": "float64"},
             "attacks": ["loss", "lira_online"], "evaluation": {"targets": 2, "bootstrap": 0}}
-    runs = {}
+    runs, stores = {}, {}
     for device in ("cpu", "cuda"):
         cfg = parse_config(base | {"out": str(tmp_path / device)} |
                            {"training": base["training"] | {"device": device}})
         runs[device] = run_all(cfg)
-    store = {d: tmp_path / d / "dev" for d in runs}
-    a = np.load(store["cpu"] / "signals" / "epoch_0003" / "logits.npy")
-    b = np.load(store["cuda"] / "signals" / "epoch_0003" / "logits.npy")
+        stores[device] = Run(cfg.run_dir)
+    a = stores["cpu"].load_npy(Layout.signal("logits", 3))
+    b = stores["cuda"].load_npy(Layout.signal("logits", 3))
     np.testing.assert_allclose(a, b, atol=1e-3)
-    ca = np.load(store["cpu"] / "signals" / "epoch_0003" / "curvature.npy")
-    cb = np.load(store["cuda"] / "signals" / "epoch_0003" / "curvature.npy")
+    ca = stores["cpu"].load_npy(Layout.signal("curvature", 3))
+    cb = stores["cuda"].load_npy(Layout.signal("curvature", 3))
     # float64: the devices' fp32 roundings would dominate the finite differences of these barely
     # trained models; the models themselves differ by float rounding only
     assert np.corrcoef(np.log(ca.ravel()), np.log(cb.ravel()))[0, 1] > 0.99

@@ -1,4 +1,5 @@
-"""Tests for privaudit.analysis.dynamics (Chen et al. 2025 dynamics of membership privacy)."""
+"""Tests for the dynamics study's analysis on arrays (privaudit.studies.dynamics: plane, difficulty,
+early, analysis; after Chen et al. 2025, dynamics of membership privacy)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from privaudit.analysis import dynamics as dyn
 from privaudit.errors import ConfigError, SignalError
+from privaudit.studies.dynamics import analysis, difficulty, early, plane
 
 
 def _population(n=400, t=32, deltas=(0.0, 1.0, 2.0, 8.0), n_vuln=40, seed=0):
@@ -49,7 +50,7 @@ def _brute_traj(scores, keep, fpr):
 def test_trajectories_known_separation():
     fpr = 0.05
     scores, keep, vuln = _population()
-    traj = dyn.trajectories(scores, keep, fpr=fpr)
+    traj = plane.trajectories(scores, keep, fpr=fpr)
     assert traj.shape == (4, 400, 2)
     last = traj[-1]
     # strongly separated samples: flagged whenever IN, at chance rate when OUT
@@ -69,21 +70,21 @@ def test_trajectories_known_separation():
 
 def test_trajectories_centre_of_mass_moves_up():
     scores, keep, vuln = _population(deltas=(0.0, 1.0, 2.0, 4.0, 8.0))
-    traj = dyn.trajectories(scores, keep, fpr=0.05)
-    com = dyn.center_of_mass(traj)
+    traj = plane.trajectories(scores, keep, fpr=0.05)
+    com = plane.center_of_mass(traj)
     assert com.shape == (5, 2)
     assert (np.diff(com[:, 1]) > 0).all()                      # TPR centroid rises
     assert np.abs(np.diff(com[:, 0])).max() < 0.01             # FPR centroid stays at ~fpr
-    d = dyn.com_displacement(traj)
+    d = plane.com_displacement(traj)
     assert d["vector"][1] > 0.05
     assert d["path_length"] >= d["displacement"] > 0
     assert d["displacement_pp"] == pytest.approx(100 * d["displacement"])
     # the vulnerable subset enters the upper-left region, the others stay safe (fpr_lo is loose
     # because a sample is OUT for only ~16 targets, so its own FPR is Binomial(16, 0.05) / 16)
-    reg = dyn.regions(traj, fpr_lo=0.25)
-    assert (reg[-1, vuln] == dyn.HIGHLY_VULNERABLE).mean() > 0.95
-    assert (reg[0] == dyn.HIGHLY_VULNERABLE).sum() == 0
-    assert (reg[-1, ~vuln] == dyn.HIGHLY_VULNERABLE).sum() == 0
+    reg = plane.regions(traj, fpr_lo=0.25)
+    assert (reg[-1, vuln] == plane.HIGHLY_VULNERABLE).mean() > 0.95
+    assert (reg[0] == plane.HIGHLY_VULNERABLE).sum() == 0
+    assert (reg[-1, ~vuln] == plane.HIGHLY_VULNERABLE).sum() == 0
 
 
 def test_trajectories_match_bruteforce_with_ties():
@@ -92,7 +93,7 @@ def test_trajectories_match_bruteforce_with_ties():
     keep = rng.random((5, 30)) < 0.5
     keep[0, 0], keep[1, 0] = True, False
     for fpr in (0.01, 0.1, 0.29, 0.5, 1.0):
-        np.testing.assert_allclose(dyn.trajectories(scores, keep, fpr=fpr), _brute_traj(scores, keep, fpr),
+        np.testing.assert_allclose(plane.trajectories(scores, keep, fpr=fpr), _brute_traj(scores, keep, fpr),
                                    equal_nan=True)
 
 
@@ -105,12 +106,12 @@ def test_trajectories_hand_threshold_and_nan():
     scores = np.stack([s0, s1])[None]                 # [1, 2, 12]
     keep = np.stack([keep0, keep1])
     # fpr 0.1: k = 1, tau = 8 -> OUT "9" flagged, both IN flagged
-    tr = dyn.trajectories(scores, keep, fpr=0.1)[0]
+    tr = plane.trajectories(scores, keep, fpr=0.1)[0]
     assert tr[9, 0] == 1.0 and tr[8, 0] == 0.0
     assert tr[10, 1] == 1.0 and tr[11, 1] == 1.0
     assert np.isnan(tr[10, 0]) and np.isnan(tr[0, 1])  # never OUT / never IN
     # fpr 0.05: k = 0, tau = 9 -> no OUT flagged, 8.5 not flagged, 100 flagged
-    tr = dyn.trajectories(scores, keep, fpr=0.05)[0]
+    tr = plane.trajectories(scores, keep, fpr=0.05)[0]
     assert np.nansum(tr[:, 0]) == 0.0
     assert tr[10, 1] == 0.0 and tr[11, 1] == 1.0
 
@@ -121,7 +122,7 @@ def test_trajectories_fpr_float_rounding():
     keep = np.zeros((2, 110), bool)
     keep[:, 100:] = True                               # exactly 100 OUT per target
     scores = rng.standard_normal((1, 2, 110))
-    traj = dyn.trajectories(scores, keep, fpr=0.29)
+    traj = plane.trajectories(scores, keep, fpr=0.29)
     # every OUT sample is OUT for both targets, so sum_i FPR_i = (29 + 29) / 2
     assert np.nansum(traj[0, :, 0]) == pytest.approx(29.0)
 
@@ -129,19 +130,19 @@ def test_trajectories_fpr_float_rounding():
 def test_trajectories_errors():
     scores, keep, _ = _population(n=20, t=4)
     with pytest.raises(SignalError):
-        dyn.trajectories(scores[0], keep)
+        plane.trajectories(scores[0], keep)
     bad = scores.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(SignalError):
-        dyn.trajectories(bad, keep)
+        plane.trajectories(bad, keep)
     with pytest.raises(ConfigError):
-        dyn.trajectories(scores, keep[:, :5])
+        plane.trajectories(scores, keep[:, :5])
     with pytest.raises(ConfigError):
-        dyn.trajectories(scores, keep, fpr=0.0)
+        plane.trajectories(scores, keep, fpr=0.0)
     all_in = keep.copy()
     all_in[2] = True
     with pytest.raises(ConfigError):
-        dyn.trajectories(scores, all_in)
+        plane.trajectories(scores, all_in)
 
 
 # ---------------------------------------------------------------------------- plane metrics
@@ -151,15 +152,15 @@ def test_speed_and_epochs():
     traj[1, 0] = [0.3, 0.4]        # moves 0.5
     traj[2, 0] = [0.3, 0.4]        # stays
     traj[:, 1] = np.nan
-    s = dyn.speed(traj)
+    s = plane.speed(traj)
     np.testing.assert_allclose(s[:, 0], [0.5, 0.0])
     assert np.isnan(s[:, 1]).all()
-    s = dyn.speed(traj, epochs=[0, 5, 25])
+    s = plane.speed(traj, epochs=[0, 5, 25])
     np.testing.assert_allclose(s[:, 0], [0.1, 0.0])
-    ms = dyn.mean_speed(traj, epochs=[0, 5, 25])
+    ms = plane.mean_speed(traj, epochs=[0, 5, 25])
     assert ms["overall"] == pytest.approx(0.05)
     with pytest.raises(ConfigError):
-        dyn.speed(traj, epochs=[0, 5, 5])
+        plane.speed(traj, epochs=[0, 5, 5])
 
 
 def test_regions_default_and_grid():
@@ -168,36 +169,36 @@ def test_regions_default_and_grid():
                      [0.5, 0.5],     # diagonal -> safe
                      [np.nan, 0.2],  # undefined
                      [1.0, 1.0]]])   # corner, last grid cell
-    np.testing.assert_array_equal(dyn.regions(pts)[0], [2, 1, 0, -1, 0])
-    g = dyn.regions(pts, grid=2)[0]
+    np.testing.assert_array_equal(plane.regions(pts)[0], [2, 1, 0, -1, 0])
+    g = plane.regions(pts, grid=2)[0]
     # label = tpr_bin * 2 + fpr_bin
     np.testing.assert_array_equal(g, [2, 2, 3, -1, 3])
-    assert dyn.n_regions(2) == 4 and len(dyn.region_names(2)) == 4
-    g = dyn.regions(pts, grid=([0, 0.1, 1], [0, 0.5, 0.8, 1]))[0]
+    assert plane.n_regions(2) == 4 and len(plane.region_names(2)) == 4
+    g = plane.regions(pts, grid=([0, 0.1, 1], [0, 0.5, 0.8, 1]))[0]
     np.testing.assert_array_equal(g, [4, 3, 3, -1, 5])
-    assert dyn.n_regions(([0, 0.1, 1], [0, 0.5, 0.8, 1])) == 6
+    assert plane.n_regions(([0, 0.1, 1], [0, 0.5, 0.8, 1])) == 6
     with pytest.raises(ConfigError):
-        dyn.regions(pts, grid=([0.2, 1], [0, 1]))
+        plane.regions(pts, grid=([0.2, 1], [0, 1]))
 
 
 def test_transition_matrix_hand_example():
     a = np.array([0, 0, 1])
     b = np.array([0, 2, 2])
-    m = dyn.transition_matrix(a, b, 3)
+    m = plane.transition_matrix(a, b, 3)
     np.testing.assert_allclose(m[:2], [[0.5, 0.0, 0.5], [0.0, 0.0, 1.0]])
     assert np.isnan(m[2]).all()
-    np.testing.assert_allclose(dyn.transition_matrix(a, b, 3, empty="uniform")[2], [1 / 3] * 3)
-    np.testing.assert_allclose(dyn.transition_matrix(a, b, 3, empty="identity")[2], [0, 0, 1])
+    np.testing.assert_allclose(plane.transition_matrix(a, b, 3, empty="uniform")[2], [1 / 3] * 3)
+    np.testing.assert_allclose(plane.transition_matrix(a, b, 3, empty="identity")[2], [0, 0, 1])
     # -1 labels are ignored
-    m2 = dyn.transition_matrix(np.array([0, 0, 1, -1]), np.array([0, 2, 2, 1]), 3)
+    m2 = plane.transition_matrix(np.array([0, 0, 1, -1]), np.array([0, 2, 2, 1]), 3)
     np.testing.assert_allclose(m2, m, equal_nan=True)
-    np.testing.assert_array_equal(dyn.transition_counts(a, b, 3), [[1, 0, 1], [0, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(plane.transition_counts(a, b, 3), [[1, 0, 1], [0, 0, 1], [0, 0, 0]])
 
 
 def test_transition_matrices_rows_stochastic():
     rng = np.random.default_rng(0)
     seq = rng.integers(-1, 4, size=(6, 500))
-    mats = dyn.transition_matrices(seq, 4)
+    mats = plane.transition_matrices(seq, 4)
     assert mats.shape == (5, 4, 4)
     rows = mats.sum(axis=-1)
     np.testing.assert_allclose(rows[np.isfinite(rows)], 1.0)
@@ -209,38 +210,38 @@ def test_entry_probability_and_first_entry():
                     [2, 2, 2, 0, -1],
                     [2, 0, 2, 1, -1]])
     # step 0: samples 0, 2, 3 are outside HV, 0 and 2 enter; step 1: only sample 3 is outside, stays
-    np.testing.assert_allclose(dyn.entry_probability(seq), [2 / 3, 0.0])
-    fe = dyn.first_entry(seq, epochs=[1, 10, 20])
+    np.testing.assert_allclose(plane.entry_probability(seq), [2 / 3, 0.0])
+    fe = plane.first_entry(seq, epochs=[1, 10, 20])
     np.testing.assert_array_equal(fe[:4], [10, 1, 10, np.inf])
     assert np.isnan(fe[4])
-    assert np.isnan(dyn.entry_probability(np.array([[2, 2], [2, 0]]))[0])   # nobody outside
-    fe = dyn.first_entry(np.array([[0], [1]]))
+    assert np.isnan(plane.entry_probability(np.array([[2, 2], [2, 0]]))[0])   # nobody outside
+    fe = plane.first_entry(np.array([[0], [1]]))
     assert fe[0] == np.inf
 
 
 def test_spatial_entropy_point_mass_and_uniform():
     bins = 10
     point = np.full((1, 50, 2), 0.37)
-    assert dyn.spatial_entropy(point, bins)[0] == pytest.approx(0.0, abs=1e-12)
+    assert plane.spatial_entropy(point, bins)[0] == pytest.approx(0.0, abs=1e-12)
     c = (np.arange(bins) + 0.5) / bins
     f, t = np.meshgrid(c, c)
     uniform = np.stack([f.ravel(), t.ravel()], axis=-1)[None]
-    assert dyn.spatial_entropy(uniform, bins)[0] == pytest.approx(math.log(bins ** 2))
-    assert dyn.spatial_entropy(uniform, bins, base=2)[0] == pytest.approx(math.log2(bins ** 2))
+    assert plane.spatial_entropy(uniform, bins)[0] == pytest.approx(math.log(bins ** 2))
+    assert plane.spatial_entropy(uniform, bins, base=2)[0] == pytest.approx(math.log2(bins ** 2))
     both = np.concatenate([np.full((1, 100, 2), 0.37), uniform])
-    assert dyn.entropy_change(both, bins) == pytest.approx(math.log(bins ** 2))
+    assert plane.entropy_change(both, bins) == pytest.approx(math.log(bins ** 2))
     # NaN samples are ignored; the corner point (1, 1) lies in the last cell
     corner = np.array([[[1.0, 1.0], [0.95, 0.99], [np.nan, 0.5]]])
-    assert dyn.spatial_entropy(corner, bins)[0] == pytest.approx(0.0, abs=1e-12)
+    assert plane.spatial_entropy(corner, bins)[0] == pytest.approx(0.0, abs=1e-12)
 
 
 # ---------------------------------------------------------------------------- learning difficulty
 
 def test_count_forgetting():
-    assert dyn.count_forgetting([1, 0, 1, 1, 0, 0, 1]) == 2
-    assert dyn.count_forgetting([0, 0, 0]) == 0
-    assert dyn.count_forgetting([1, 1, 1]) == 0
-    assert dyn.count_forgetting([1, 0, 1, 0, 1, 0]) == 3
+    assert difficulty.count_forgetting([1, 0, 1, 1, 0, 0, 1]) == 2
+    assert difficulty.count_forgetting([0, 0, 0]) == 0
+    assert difficulty.count_forgetting([1, 1, 1]) == 0
+    assert difficulty.count_forgetting([1, 0, 1, 0, 1, 0]) == 3
 
 
 def test_forgetting_events_over_models():
@@ -250,11 +251,11 @@ def test_forgetting_events_over_models():
                     dtype=bool)
     correct = seqs.T[:, :, None]               # [E=7, M=3, n=1]
     keep = np.array([[True], [True], [False]])
-    np.testing.assert_allclose(dyn.forgetting_events(correct, keep), [2.5])
+    np.testing.assert_allclose(difficulty.forgetting_events(correct, keep), [2.5])
     keep2 = np.array([[True], [False], [True]])
-    np.testing.assert_allclose(dyn.forgetting_events(correct, keep2), [1.0])
-    assert dyn.forgetting_events(correct, keep2, never_learned="inf")[0] == np.inf
-    assert np.isnan(dyn.forgetting_events(correct, np.zeros((3, 1), bool))[0])
+    np.testing.assert_allclose(difficulty.forgetting_events(correct, keep2), [1.0])
+    assert difficulty.forgetting_events(correct, keep2, never_learned="inf")[0] == np.inf
+    assert np.isnan(difficulty.forgetting_events(correct, np.zeros((3, 1), bool))[0])
 
 
 def test_first_learned_epoch_hand():
@@ -264,50 +265,50 @@ def test_first_learned_epoch_hand():
                     dtype=bool)
     correct = seqs.T[:, None, :]                          # [E=5, M=1, n=3]
     keep = np.ones((1, 3), bool)
-    fl = dyn.first_learned_epoch(correct, keep)
+    fl = difficulty.first_learned_epoch(correct, keep)
     np.testing.assert_array_equal(fl, [3, 0, np.inf])
-    fl = dyn.first_learned_epoch(correct, keep, never=5)
+    fl = difficulty.first_learned_epoch(correct, keep, never=5)
     np.testing.assert_array_equal(fl, [3, 0, 5])
-    fl = dyn.first_learned_epoch(correct, keep, epochs=[1, 2, 4, 8, 16])
+    fl = difficulty.first_learned_epoch(correct, keep, epochs=[1, 2, 4, 8, 16])
     np.testing.assert_array_equal(fl, [8, 1, np.inf])
     # averaged over IN models only
     correct2 = np.stack([seqs[0], seqs[1]], axis=1)[:, :, None]   # [E, M=2, n=1]
-    np.testing.assert_allclose(dyn.first_learned_epoch(correct2, np.array([[True], [True]])), [1.5])
-    np.testing.assert_allclose(dyn.first_learned_epoch(correct2, np.array([[False], [True]])), [0.0])
+    np.testing.assert_allclose(difficulty.first_learned_epoch(correct2, np.array([[True], [True]])), [1.5])
+    np.testing.assert_allclose(difficulty.first_learned_epoch(correct2, np.array([[False], [True]])), [0.0])
 
 
 def test_mean_training_loss():
     loss = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)    # [E, M, n]
     keep = np.array([[True, False], [True, True], [False, True]])
     expect = [np.mean(loss[:, [0, 1], 0]), np.mean(loss[:, [1, 2], 1])]
-    np.testing.assert_allclose(dyn.mean_training_loss(loss, keep), expect)
+    np.testing.assert_allclose(difficulty.mean_training_loss(loss, keep), expect)
     with pytest.raises(SignalError):
-        dyn.mean_training_loss(loss[0], keep)
+        difficulty.mean_training_loss(loss[0], keep)
 
 
 def test_difficulty_correlation():
     rng = np.random.default_rng(0)
     v = rng.random(300)
     diff = v + 0.3 * rng.standard_normal(300)
-    r = dyn.difficulty_vulnerability_correlation(diff, v, n_boot=300, seed=1)
+    r = difficulty.difficulty_vulnerability_correlation(diff, v, n_boot=300, seed=1)
     ref = stats.spearmanr(diff, v)
     assert r["rho"] == pytest.approx(ref.statistic)
     assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-6)
-    assert 0 < r["ci_low"] < r["rho"] < r["ci_high"]
-    r0 = dyn.difficulty_vulnerability_correlation(rng.random(300), v, n_boot=300, seed=1)
-    assert r0["ci_low"] < 0 < r0["ci_high"]
+    assert 0 < r["lo"] < r["rho"] < r["hi"]
+    r0 = difficulty.difficulty_vulnerability_correlation(rng.random(300), v, n_boot=300, seed=1)
+    assert r0["lo"] < 0 < r0["hi"]
     # NaN pairs dropped, inf ranked (never learned = hardest)
     d2 = diff.copy()
     d2[:5] = np.nan
     d2[5] = np.inf
-    r2 = dyn.difficulty_vulnerability_correlation(d2, v, n_boot=0)
+    r2 = difficulty.difficulty_vulnerability_correlation(d2, v, n_boot=0)
     assert r2["n"] == 295 and np.isfinite(r2["rho"])
 
 
 # ---------------------------------------------------------------------------- early prediction
 
 def test_topk_weights_ties():
-    w = dyn.topk_weights(np.array([3.0, 2.0, 2.0, 2.0, 1.0]), 2)
+    w = early.topk_weights(np.array([3.0, 2.0, 2.0, 2.0, 1.0]), 2)
     np.testing.assert_allclose(w, [1, 1 / 3, 1 / 3, 1 / 3, 0])
     assert w.sum() == pytest.approx(2)
 
@@ -315,7 +316,7 @@ def test_topk_weights_ties():
 def test_early_prediction_random_and_last():
     rng = np.random.default_rng(0)
     traj = rng.random((4, 3000, 2))
-    cur = dyn.early_prediction_curve(traj, top_frac=0.1, n_boot=50)
+    cur = early.early_prediction_curve(traj, top_frac=0.1, n_boot=50)
     assert cur["k"] == 300
     assert cur["precision"][-1] == 1.0 and cur["recall"][-1] == 1.0
     assert cur["spearman"][-1] == pytest.approx(1.0)
@@ -336,8 +337,8 @@ def test_early_prediction_random_scores_with_ties():
     rng = np.random.default_rng(1)
     keep = make_keep(16, 2000, design="balanced", seed=1)
     scores = rng.standard_normal((3, 16, 2000))
-    traj = dyn.trajectories(scores, keep, fpr=0.1)
-    cur = dyn.early_prediction_curve(traj, top_frac=0.1, n_boot=20)
+    traj = plane.trajectories(scores, keep, fpr=0.1)
+    cur = early.early_prediction_curve(traj, top_frac=0.1, n_boot=20)
     assert cur["precision"][-1] == 1.0
     assert abs(cur["precision"][0] - cur["chance"]) < 0.04
     assert abs(cur["precision"][1] - cur["chance"]) < 0.04
@@ -345,12 +346,12 @@ def test_early_prediction_random_scores_with_ties():
 
 def test_early_prediction_signal_and_final_mask():
     scores, keep, vuln = _population(n=400, t=32, deltas=(0.0, 6.0, 7.0, 8.0), n_vuln=40)
-    traj = dyn.trajectories(scores, keep, fpr=0.05)
-    cur = dyn.early_prediction_curve(traj, top_frac=0.1, n_boot=50)
+    traj = plane.trajectories(scores, keep, fpr=0.05)
+    cur = early.early_prediction_curve(traj, top_frac=0.1, n_boot=50)
     assert cur["precision"][0] < 0.3          # no signal yet
     assert cur["precision"][1] > 0.9          # decided early
-    hv = dyn.regions(traj)[-1] == dyn.HIGHLY_VULNERABLE
-    cur2 = dyn.early_prediction_curve(traj, top_frac=0.1, final_mask=hv, n_boot=0)
+    hv = plane.regions(traj)[-1] == plane.HIGHLY_VULNERABLE
+    cur2 = early.early_prediction_curve(traj, top_frac=0.1, final_mask=hv, n_boot=0)
     assert cur2["target"] == "final_mask"
     assert cur2["recall"][1] > 0.9
     assert np.isnan(cur2["precision_lo"][1])  # no bootstrap requested
@@ -365,14 +366,14 @@ def test_analyze_report_json():
     # difficulty tied to vulnerability: vulnerable samples have high loss and are learned late
     loss = rng.random((e_, 16, n)) + 2.0 * vuln[None, None, :]
     correct = rng.random((e_, 16, n)) < np.where(vuln, 0.3, 0.995)[None, None, :]
-    rep = dyn.analyze(scores, keep, [1, 5, 20], train_loss=loss, train_correct=correct,
+    rep = analysis.analyze(scores, keep, [1, 5, 20], train_loss=loss, train_correct=correct,
                       fpr=0.05, top_frac=0.1, n_boot=30)
     assert rep.trajectories.shape == (3, n, 2)
     assert rep.transitions.shape == (2, 3, 3)
     assert rep.speed.shape == (2, n)
     assert rep.center_of_mass[-1, 1] > rep.center_of_mass[0, 1]
     assert rep.correlations["mean_loss"]["rho"] > 0.2
-    assert rep.correlations["mean_loss"]["ci_low"] > 0
+    assert rep.correlations["mean_loss"]["lo"] > 0
     assert rep.correlations["first_learned"]["rho"] > 0.2
     assert set(rep.difficulty) == {"mean_loss", "first_learned", "forgetting"}
     d = rep.to_dict()
@@ -384,7 +385,7 @@ def test_analyze_report_json():
     assert len(full["samples"]["final_vulnerability"]) == n
     assert len(text) < len(json.dumps(full, allow_nan=False))
     with pytest.raises(ConfigError):
-        dyn.analyze(scores, keep, [1, 5])
-    rep_g = dyn.analyze(scores, keep, [1, 5, 20], grid=4, n_boot=0)
+        analysis.analyze(scores, keep, [1, 5])
+    rep_g = analysis.analyze(scores, keep, [1, 5, 20], grid=4, n_boot=0)
     assert rep_g.transitions.shape == (2, 16, 16)
     json.dumps(rep_g.to_dict(), allow_nan=False)

@@ -21,7 +21,7 @@ def test_unknown_executor_is_refused():
 @pytest.mark.slow
 def test_ray_tasks_train_and_query_the_local_executors_models(tmp_path):
     ray = pytest.importorskip("ray")
-    from privaudit.runtime.pipeline import run_all
+    from privaudit.pipeline import run_all
 
     results = {}
     try:

@@ -1,4 +1,4 @@
-"""Memorization (Feldman-Zhang), influence, privacy score, per-sample TPR, Spearman report."""
+"""Memorization (Feldman-Zhang), influence, privacy score, per-sample TPR, the correlation report."""
 
 from math import comb
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from privaudit.analysis.memorization import (
-    MemorizationResult, correlation_band, feldman_zhang, in_out_gaussian_params, influence,
-    memorization_report, per_sample_tpr, privacy_score, spearman_with_ci)
 from privaudit.errors import ConfigError, SignalError
+from privaudit.evaluation.per_sample import (in_out_gaussian_params, per_sample_rates, per_sample_tpr,
+                                             privacy_score)
+from privaudit.studies.memorization.estimators import (MemorizationResult, correlation_band, feldman_zhang,
+                                                       influence, memorization_report)
 
 # --------------------------------------------------------------------------------------------
 # toy learner with exactly known memorization: 1-nearest-neighbour
@@ -267,43 +268,36 @@ def test_correlation_bands():
     assert correlation_band(float("nan")) == "undefined"
 
 
-def test_spearman_with_ci():
+def test_correlation_report_reads_spearman_in_bands():
+    """The report's band and significance follow the Spearman result (Choi et al. §4.1 bands)."""
     a = np.arange(60, dtype=float)
-    res = spearman_with_ci(a, a**3, n_boot=200, seed=1)
-    assert res.rho == pytest.approx(1.0) and res.band == "strong" and res.significant
-    assert res.ci_low == pytest.approx(1.0) and res.ci_high == pytest.approx(1.0)
-
+    rep = memorization_report(a, a**3, n_boot=200, seed=1)["mem_vs_privacy_score"]
+    assert rep["rho"] == pytest.approx(1.0) and rep["band"] == "strong" and rep["significant"]
+    assert rep["lo"] == pytest.approx(1.0) and rep["hi"] == pytest.approx(1.0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(400)
     y = x + 1.6 * rng.standard_normal(400)
-    res = spearman_with_ci(x, y, n_boot=300, seed=2)
-    ref = stats.spearmanr(x, y)
-    assert res.rho == pytest.approx(ref.statistic) and res.pvalue == pytest.approx(ref.pvalue)
-    assert res.ci_low < res.rho < res.ci_high and res.ci_high - res.ci_low < 0.25
-    assert res.band == correlation_band(res.rho) == "moderate"
-    # same seed -> same interval; NaN pairs dropped
-    assert spearman_with_ci(x, y, n_boot=300, seed=2).ci_low == res.ci_low
-    y_nan = y.copy()
-    y_nan[:10] = np.nan
-    assert spearman_with_ci(x, y_nan, n_boot=0).n == 390
-    # independent -> weak, not significant (fixed seed)
+    rep = memorization_report(x, y, n_boot=300, seed=2)["mem_vs_privacy_score"]
+    assert rep["rho"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert rep["band"] == correlation_band(rep["rho"]) == "moderate" and rep["significant"]
     z = rng.standard_normal(400)
-    res = spearman_with_ci(x, z, n_boot=100)
-    assert res.band == "weak" and abs(res.rho) < 0.15
-    # constant input -> undefined
-    assert spearman_with_ci(x, np.ones_like(x)).band == "undefined"
+    rep = memorization_report(x, z, n_boot=100)["mem_vs_privacy_score"]
+    assert rep["band"] == "weak" and abs(rep["rho"]) < 0.15
+    rep = memorization_report(x, np.ones_like(x), n_boot=10)["mem_vs_privacy_score"]
+    assert rep["band"] == "undefined" and not rep["significant"] and "constant" in rep["note"]
 
 
-def test_bootstrap_spearman_equals_scipy_on_the_same_resamples():
-    from privaudit.analysis.memorization import _bootstrap_spearman
-    rng = np.random.default_rng(8)
-    a = rng.integers(0, 5, 40).astype(float)          # many ties
-    b = a + rng.integers(0, 3, 40)
-    b[0] = np.inf
-    boots = _bootstrap_spearman(a, b, 30, seed=9)
-    idx = np.random.default_rng(9).integers(0, 40, size=(30, 40))
-    ref = np.array([stats.spearmanr(a[i], b[i]).statistic for i in idx])
-    np.testing.assert_allclose(boots, ref, atol=1e-12)
+def test_per_sample_rates_hand_example():
+    """3 targets x 4 samples: FPR_i counts the targets where i is OUT and flagged."""
+    scores = np.array([[5.0, 1.0, 3.0, 0.0], [0.0, 4.0, 2.0, 1.0], [3.0, 2.0, 9.0, 1.0]])
+    keep = np.array([[True, False, True, False], [False, True, True, False], [True, True, False, False]])
+    # fpr 1/2 with 2 non-members per target: threshold = 2nd largest non-member score
+    fpr_i, tpr_i = per_sample_rates(scores, keep, fpr=0.5)
+    # target 0: non-members 1.0, 0.0 -> thr 0.0 -> flags 5, 1, 3; target 1: non-members 0.0, 1.0 -> thr 0.0
+    # -> flags 4, 2, 1; target 2: non-members 9.0, 1.0 -> thr 1.0 -> flags 3, 2, 9
+    np.testing.assert_array_equal(tpr_i, [1.0, 1.0, 1.0, np.nan])
+    np.testing.assert_array_equal(fpr_i, [0.0, 1.0, 1.0, 1 / 3])
+    np.testing.assert_array_equal(per_sample_tpr(scores, keep, fpr=0.5), tpr_i)
 
 
 def test_memorization_report_structure_and_values():
@@ -316,7 +310,7 @@ def test_memorization_report_structure_and_values():
     assert rep["n"] == 300
     a, b = rep["mem_vs_privacy_score"], rep["mem_vs_per_sample_tpr"]
     assert a["n"] == 295 and a["band"] == "strong" and a["significant"] and a["rho"] > 0.8
-    assert a["ci"][0] < a["rho"] < a["ci"][1]
+    assert a["lo"] < a["rho"] < a["hi"] and a["p_value"] < 1e-6
     assert b["band"] == "weak"
     # MemorizationResult input, privacy score only
     keep = rng.random((50, 20)) < 0.5

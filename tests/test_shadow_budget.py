@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from privaudit.analysis.memorization import strict_threshold_flags
-from privaudit.analysis.shadow_budget import (
+from privaudit.errors import ConfigError, SignalError
+from privaudit.evaluation.per_sample import strict_threshold_flags
+from privaudit.studies.memorization.budget import (
     _tpr_at_fpr, bound_curve, hellinger_budget, hellinger_from_signal, models_to_reach,
     reduction_factor, shadow_budget_curve)
-from privaudit.errors import ConfigError, SignalError
 
 N, M, TARGETS = 2000, 68, [0, 1, 2, 3]
 D_HIGH, D_LOW = 3.0, 1.0
@@ -223,7 +223,7 @@ def test_bound_curve_and_population_hellinger(population):
     res = bound_curve(np.array([0.5, 0.1, 0.0, np.nan]), sizes=(1, 2, 4, 8, 16))
     np.testing.assert_allclose(res["n_required"], [2.0, 10.0, np.inf, np.nan])
     assert res["frac_reachable"] == pytest.approx([0, 1 / 3, 1 / 3, 1 / 3, 2 / 3])
-    assert res["reconstructed"] is True and res["kind"] == "h2"
+    assert res["kind"] == "h2" and res["const"] == 1.0 and res["median_required"] == pytest.approx(10.0)
     # memorization: H^2 >= mem^2 / 2 -> N = 2 const / mem^2
     res = bound_curve(np.array([0.5, 0.1, -0.2]), sizes=(4, 16), const=2.0, kind="mem")
     np.testing.assert_allclose(res["n_required"], [16.0, 400.0, np.inf])

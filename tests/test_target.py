@@ -13,7 +13,8 @@ from privaudit.config import load_config
 from privaudit.data.datasets import load_dataset
 from privaudit.errors import ConfigError, DataError
 from privaudit.models.architectures import ArchSpec
-from privaudit.runtime.pipeline import run_all
+from privaudit.pipeline import run_all
+from privaudit.runtime.run import Layout, Run
 from privaudit.training.recipe import Recipe
 from privaudit.training.trainer import steps_per_epoch, train_group
 
@@ -56,26 +57,25 @@ def _config(tmp_path: Path, user: Path, members: str = "members.npy", **target) 
 @pytest.mark.slow
 def test_target_model_leaks_its_members_and_not_a_wrong_mask(tmp_path, user_model):
     run_all(load_config(_config(tmp_path, user_model)))
-    store = tmp_path / "runs" / "audit"
-    import json
-    doc = json.loads((store / "results" / "target" / "metrics.json").read_text())
+    run = Run(tmp_path / "runs" / "audit")
+    doc = run.load_json(Layout.target_metrics)
     lira = doc["attacks"]["lira_online"]["summary"]
     loss = doc["attacks"]["loss"]["summary"]
     assert lira["auc"]["lo"] > 0.55, lira["auc"]
     assert lira["tpr@0.01"]["mean"] > loss["tpr@0.01"]["mean"]
-    assert (store / "results" / "target" / "scores_lira_online.npy").exists()
-    assert "Your target model" in (store / "report" / "index.html").read_text()
+    assert run.load_npy(Layout.target_scores("lira_online")).shape == (1797,)
+    assert "Your target model" in run.read_text(Layout.report)
 
     # the same model judged against a shuffled membership mask: nothing to find
     (tmp_path / "b").mkdir()
     run_all(load_config(_config(tmp_path / "b", user_model, members="shuffled.npy")))
-    doc = json.loads((tmp_path / "b" / "runs" / "audit" / "results" / "target" / "metrics.json").read_text())
+    doc = Run(tmp_path / "b" / "runs" / "audit").load_json(Layout.target_metrics)
     assert abs(doc["attacks"]["lira_online"]["summary"]["auc"]["mean"] - 0.5) < 0.04
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")   # the TorchScript path is tested on purpose
 def test_target_files_are_checked_with_clear_errors(tmp_path, user_model):
-    from privaudit.runtime.target_stage import load_target_model, read_members
+    from privaudit.stages.target import load_target_model, read_members
 
     with pytest.raises(DataError, match=r"has shape \[5\]; expected \[1797\]"):
         np.save(tmp_path / "short.npy", np.ones(5, dtype=bool))
@@ -97,16 +97,16 @@ def test_target_files_are_checked_with_clear_errors(tmp_path, user_model):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_a_torchscript_target_with_the_wrong_output_is_refused(tmp_path, user_model):
-    from privaudit.runtime.pipeline import prepare
-    from privaudit.runtime.store import RunStore
-    from privaudit.runtime.target_stage import prepare_target
+    from privaudit.stages.prepare import prepare
+    from privaudit.stages.target import prepare_target
 
     torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))).save(str(tmp_path / "m3.pt"))
     cfg = load_config(_config(tmp_path, user_model, model=str(tmp_path / "m3.pt")))
-    store = RunStore(cfg.run_dir)
-    prepare(cfg, store)
-    with pytest.raises(DataError, match=r"must return finite logits \[B, 10\]"):
-        prepare_target(cfg, store)   # the target is queried before any training
+    run = Run(cfg.run_dir)
+    with run.writer():
+        prepare(run, cfg)
+        with pytest.raises(DataError, match=r"must return finite logits \[B, 10\]"):
+            prepare_target(run, cfg)   # the target is queried before any training
 
 
 def _linear_program(path: Path, seed: int) -> None:
@@ -118,27 +118,31 @@ def _linear_program(path: Path, seed: int) -> None:
 
 
 def test_target_is_checked_before_training_and_requeried_when_its_file_changes(tmp_path, user_model):
-    from privaudit.runtime.pipeline import prepare
-    from privaudit.runtime.store import RunStore
-    from privaudit.runtime.target_stage import prepare_target, query_target
+    from privaudit.stages.prepare import prepare
+    from privaudit.stages.target import prepare_target, query_target
 
     cfg = load_config(_config(tmp_path, user_model, model=str(tmp_path / "linear.pt2")))
-    store = RunStore(cfg.run_dir)
-    prepare(cfg, store)
-    with pytest.raises(DataError, match="target.model: missing file"):
-        prepare_target(cfg, store)
-    assert not store.path("models").exists()   # nothing trained
-    _linear_program(tmp_path / "linear.pt2", seed=0)
-    prepare_target(cfg, store)
-    first = query_target(cfg, store)
-    assert first.shape == (1, 1797, 1, 10)
-    np.testing.assert_array_equal(query_target(cfg, store), first)   # cached
-    _linear_program(tmp_path / "linear.pt2", seed=1)                  # a new model in the same file
-    assert not np.allclose(query_target(cfg, store), first)
+    run = Run(cfg.run_dir)
+    with run.writer():
+        prepare(run, cfg)
+        with pytest.raises(DataError, match="target.model: missing file"):
+            prepare_target(run, cfg)
+        assert not run.path("models").exists()   # nothing trained
+        _linear_program(tmp_path / "linear.pt2", seed=0)
+        prepare_target(run, cfg)
+        first = query_target(run, cfg)
+        assert first.shape == (1, 1797, 1, 10)
+        logits = Layout.signal("target_logits", cfg.training.epochs)
+        written = run.path(logits).stat().st_mtime_ns
+        np.testing.assert_array_equal(query_target(run, cfg), first)      # cached: not queried again
+        assert run.path(logits).stat().st_mtime_ns == written
+        _linear_program(tmp_path / "linear.pt2", seed=1)                  # a new model in the same file
+        assert not np.allclose(query_target(run, cfg), first)
+        np.testing.assert_array_equal(run.load_npy(logits), query_target(run, cfg))
 
 
 def test_members_and_target_section_must_have_the_right_form(tmp_path, user_model):
-    from privaudit.runtime.target_stage import read_members
+    from privaudit.stages.target import read_members
 
     np.savez(tmp_path / "m.npz", members=np.ones(10, dtype=bool))
     with pytest.raises(DataError, match="not a .npy file holding one array"):

@@ -1,4 +1,4 @@
-"""Tests for privaudit.analysis.theory."""
+"""Tests for privaudit.studies.theory (the bounds of the theory study)."""
 
 import math
 
@@ -8,7 +8,7 @@ import scipy.integrate
 import scipy.stats
 
 from privaudit.errors import SignalError
-from privaudit.analysis import theory as T
+from privaudit.studies import theory as T
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ Clean definitions (default, ``reference_quirks=False``):
 * NLL: equal-variance Gaussian LRT (pooled per-example sigma), summed over queries.
 * LR: unequal-variance Gaussian LRT, product over queries (sum of log-ratios).
 
-``reference_quirks=True`` reproduces the notebooks exactly (spec ALGORITHMS.md §5.4): with
+``reference_quirks=True`` reproduces the scoring of the official notebooks exactly
+(DeepakTatachar/Curvature-Clues, ``conditonal_mia_aug_{cifar10,cifar100,imagenet}.ipynb``): with
 ``nll(s; mu, v) = (s - mu)^2 / (2 v^2) + log(v^2)/2 + log(2 pi)/2`` (the *variance* v plugged in
 where sigma belongs), NLL = ``-sum_a [nll(s; mu_in, v_in + 1e-32) - nll(s; mu_out, v_in + 1e-32)]``
 (the IN variance in both terms) and LR = ``L_in / (L_out + 1e-22)`` with

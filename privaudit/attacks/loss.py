@@ -9,7 +9,7 @@ from privaudit.attacks._common import query_mean, validate
 
 
 def loss_attack(target, ref=None, ref_keep=None, *, labels) -> np.ndarray:
-    """Yeom et al. 2018, the loss-threshold membership adversary (spec ALGORITHMS.md §2):
+    """Yeom et al. 2018, the loss-threshold membership adversary:
     predict *member* when the target model's loss is below a threshold tau, i.e.
     ``score(x) = -loss(x)``; the evaluation sweeps the single global threshold (Yeom's own tau is
     the average training loss).

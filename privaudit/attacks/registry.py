@@ -1,8 +1,9 @@
 """Registry of membership-inference attacks: name -> :class:`AttackSpec`.
 
-Each spec names the signal it consumes (``privaudit.signals.transforms.derive`` name, or
-``"curvature"``), whether it needs reference models (``mode``: ``"none"``, ``"offline"`` = OUT
-rows only, ``"online"`` = IN and OUT rows), its complete default parameters and its citation.
+Each :class:`AttackSpec` names the signal it consumes (``privaudit.signals.transforms.derive``
+name, or ``"curvature"``), whether it needs reference models (``mode``: ``"none"``,
+``"offline"`` = OUT rows only, ``"online"`` = IN and OUT rows), its complete default parameters
+and its citation.
 :func:`run_attack` validates the arrays and calls the function with ``defaults | overrides``.
 """
 

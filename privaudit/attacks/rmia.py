@@ -5,7 +5,8 @@ Signal: a probability-like true-class score ``Pr(x | theta)``: ``conf`` (softmax
 default, ``taylor_conf`` in the paper's reference configuration. ``target [n, A]``,
 ``ref [R, n, A]``.
 
-Paper score (equation numbers not checked against the paper body; see spec ALGORITHMS.md §4.1)::
+Score, as in the paper and its official code (privacytrustlab/ml_privacy_meter,
+``documentation/mia.md`` and ``research/2024_rmia``)::
 
     LR_theta(x, z) = [Pr(x|theta) / Pr(x)] / [Pr(z|theta) / Pr(z)]
     Score_RMIA(x)  = Pr_{z ~ Z} [ LR_theta(x, z) >= gamma ]
@@ -13,7 +14,7 @@ Paper score (equation numbers not checked against the paper body; see spec ALGOR
 with ``Pr(x)`` the average of ``Pr(x|theta')`` over reference models (online: all of them,
 IN and OUT). Offline (OUT models only):
 ``Pr(x) = ((1 + a) P_out(x) + (1 - a)) / 2``, from the linear approximation
-``P_in ~= a P_out + (1 - a)``.
+``P_in ~= a P_out + (1 - a)`` (derivation: ``docs/derivations.md``).
 
 Implementation notes:
 

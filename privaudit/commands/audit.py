@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from privaudit.errors import PrivauditError
 
 
 def _eps(x: Any) -> str:
@@ -58,24 +56,19 @@ def audit(run_dir: Path = typer.Argument(..., help="an existing run directory"),
           one_sided: bool = typer.Option(False, "--one-sided", help="Clopper-Pearson on TPR/FPR only"),
           epoch: Optional[int] = typer.Option(None, "--epoch", help="checkpoint epoch (default: final)")) -> None:
     """Audit a DP claim: eps lower bounds from an attack's scores, next to the claimed eps."""
-    from privaudit.runtime.audit_stage import audit as run_audit
-    from privaudit.runtime.pipeline import read_config
-    from privaudit.runtime.store import RunStore
+    from privaudit.commands.common import console, open_run, user_errors
+    from privaudit.runtime.run import Layout
+    from privaudit.stages.dp_audit import audit as run_audit
 
-    console = Console()
-    try:
-        store = RunStore(run_dir)
-        cfg = read_config(store)
-        doc = run_audit(cfg, store, attack=attack, alpha=alpha, delta=delta, threshold=threshold,
-                        samples="canaries" if canaries_only else samples, targets=targets, k_pos=k_pos,
-                        k_neg=k_neg, two_sided=not one_sided, epoch=epoch)
-    except PrivauditError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(2)
-    console.print(audit_table(doc))
-    e = doc["epoch"]
-    rel = "results/audit.json" if e == cfg.training.epochs else f"results/epoch_{e:04d}/audit.json"
-    console.print(f"audit: {store.path(rel)}")
+    with user_errors():
+        run, cfg = open_run(run_dir)
+        with run.writer():
+            doc = run_audit(run, cfg, attack=attack, alpha=alpha, delta=delta, threshold=threshold,
+                            samples="canaries" if canaries_only else samples, targets=targets, k_pos=k_pos,
+                            k_neg=k_neg, two_sided=not one_sided, epoch=epoch)
+        console.print(audit_table(doc))
+        e = doc["epoch"]
+        console.print(f"audit: {run.path(Layout.audit if e == cfg.training.epochs else Layout.epoch_audit(e))}")
 
 
 def register(app: typer.Typer) -> None:

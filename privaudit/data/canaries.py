@@ -3,9 +3,11 @@
 * Canaries (Nasr et al. 2021; Jagielski et al. 2020; ML Privacy Meter's DP audit): pool samples
   replaced by worst-case audit targets — natural samples given a random wrong label, blank inputs,
   uniform-noise inputs — that then follow the membership design like every other sample.
-* Truth Serum poisons (Tramer, Shokri, San Joaquin, Le, Jagielski, Hong, Carlini, CCS 2022,
-  ``research/mi_poison_2022/train_poison.py``): for each chosen target, ``copies`` copies of its
-  input with one random wrong label, added to the training set of every model.
+* Truth Serum poisons (Tramer, Shokri, San Joaquin, Le, Jagielski, Hong, Carlini, "Truth Serum:
+  Poisoning Machine Learning Models to Reveal Their Secrets", CCS 2022; official code:
+  tensorflow/privacy, ``research/mi_poison_2022/train_poison.py``): for each chosen target,
+  ``copies`` copies of its input with one random wrong label, added to the training set of every
+  model.
 """
 
 from __future__ import annotations

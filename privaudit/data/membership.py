@@ -16,15 +16,19 @@ def make_keep(n_models: int, n_samples: int, *, pkeep: float = 0.5, design: str 
               seed: int = 0) -> np.ndarray:
     """Seeded membership matrix ``bool[M, n]``.
 
-    * ``balanced`` (LiRA's "experiment-id" design, Carlini et al. 2022, ``train.py``): for every
-      sample draw a random ranking of the M models and put the sample IN the first
-      ``round(pkeep * M)`` of them, so each sample is IN for exactly that many models.
-    * ``bernoulli``: every (model, sample) pair IN independently with probability ``pkeep``
-      (the seeds' independent-subsampling design). Row m depends only on (seed, m), so a
-      population can grow later without changing the models already trained.
-    * ``paired``: complementary pairs (Curvature Clues ``generate_save_subsamples.ipynb``, ML Privacy
-      Meter): models 2j and 2j+1 split the data into complementary random halves, so every sample
-      is IN for exactly half of any even number of models and the population can grow by pairs.
+    * ``balanced`` (LiRA's "experiment-id" design: Carlini et al., "Membership Inference Attacks
+      From First Principles", IEEE S&P 2022; official code: tensorflow/privacy,
+      ``research/mi_lira_2021/train.py``): for every sample draw a random ranking of the M models
+      and put the sample IN the first ``round(pkeep * M)`` of them, so each sample is IN for
+      exactly that many models.
+    * ``bernoulli``: every (model, sample) pair IN independently with probability ``pkeep``.
+      Row m depends only on (seed, m), so a population can grow later without changing the
+      models already trained.
+    * ``paired``: complementary pairs (the official code of Ravikumar, Soufleri & Roy, "Curvature
+      Clues: Decoding Deep Learning Privacy with Input Loss Curvature", NeurIPS 2024,
+      ``generate_save_subsamples.ipynb``; ML Privacy Meter): models 2j and 2j+1 split the data
+      into complementary random halves, so every sample is IN for exactly half of any even number
+      of models and the population can grow by pairs.
       Requires ``pkeep = 0.5`` and an even number of models.
     """
     if n_models < 2:

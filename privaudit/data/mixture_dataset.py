@@ -1,5 +1,6 @@
-"""A run's pool as an over/under-represented mixture (Choi et al., "Why Train More?", arXiv
-2310.08015, §4, §6, App. C; spec ALGORITHMS.md §6.3), built from the registered datasets.
+"""A run's pool as an over/under-represented mixture (Choi, Tople, Chandrasekaran & Jha, "Why Train
+More? Effective and Efficient Membership Inference via Memorization", arXiv 2310.08015, 2023; §4,
+§6, App. C), built from the registered datasets.
 
 ``data.mixture`` (a free dict in :class:`privaudit.config.DataConfig`) is validated here by
 :class:`MixtureConfig`; the pipeline's ``write_pool`` calls :func:`load_mixture` and saves the
@@ -12,18 +13,18 @@ The base set D_over is ``data.name`` / ``data.n`` exactly as without a mixture. 
   and area resizing, :func:`privaudit.data.mixtures.to_grayscale_resized`);
 * ``kind: subpopulation`` -- (b) the same ``n_under`` random candidates, then the penultimate-layer
   activations of ONE small model trained on the base set (:func:`privaudit.training.trainer.
-  train_group`; the seed used an EfficientNet) -> PCA(``pca_dim``) -> KMeans(``clusters``) -> only
+  train_group`; Choi et al. used an EfficientNet) -> PCA(``pca_dim``) -> KMeans(``clusters``) -> only
   the smallest cluster joins the pool (:func:`privaudit.data.mixtures.smallest_cluster`);
 * ``kind: augmented`` -- (c') ``n_under`` augmented copies of images of ``source`` (default: the
   base dataset, its test split when it has one): random rotation + elastic deformation + Gaussian
-  noise (:func:`privaudit.data.mixtures.augment_images`). This is NOT the seed's PixMix with
+  noise (:func:`privaudit.data.mixtures.augment_images`). This is NOT Choi et al.'s PixMix with
   fractals ("augMNIST"); it is reported as e.g. ``mnist-rot-elastic``.
 
-The seed's third design, (c) "singletons" (memorization above a threshold), needs a trained
+Choi et al.'s third design, (c) "singletons" (memorization above a threshold), needs a trained
 population and is selected afterwards from its Feldman-Zhang scores (``privaudit memorization``).
 
 Labels: source class c becomes base class ``label_map[c]`` (default: the identity, e.g. CIFAR-10
-airplane -> digit 0 as in the seed; -1 drops a class), so both groups share one label space.
+airplane -> digit 0 as in Choi et al.; -1 drops a class), so both groups share one label space.
 When the source is the base dataset and split, source images identical to a base image are
 excluded, so no image is in both groups.
 """

@@ -1,17 +1,18 @@
-"""Over/under-represented data mixtures, the experimental design of Choi et al. ("Why Train More?",
-arXiv 2310.08015, §4, §6, App. C; spec ALGORITHMS.md §6.3), on in-memory arrays.
+"""Over/under-represented data mixtures, the experimental design of Choi, Tople, Chandrasekaran &
+Jha, "Why Train More? Effective and Efficient Membership Inference via Memorization" (arXiv
+2310.08015, 2023; §4, §6, App. C), on in-memory arrays.
 
 D = D_over ∪ D_under, with three ways to choose D_under from an "extra" (OOD) source:
 
 * (a) random OOD samples, class-balanced            -> :func:`ood_random`, :func:`make_mixture`
 * (b) a subpopulation: penultimate-layer features of a model trained on the base set ->
       PCA(10) -> KMeans(5) -> the smallest cluster   -> :func:`smallest_cluster`
-      (the features are computed by the caller; the seed used an EfficientNet)
+      (the features are computed by the caller; Choi et al. used an EfficientNet)
 * (c) "singletons": Feldman-Zhang memorization above a threshold -> :func:`singletons`
 
-plus the image conversions the seed used: grayscale + resize to 28x28 for MNIST + CIFAR-10/SVHN
+plus the image conversions Choi et al. used: grayscale + resize to 28x28 for MNIST + CIFAR-10/SVHN
 mixtures (:func:`to_grayscale_resized`) and an augmented copy of the base set
-(:func:`augment_images`). The seed's augMNIST/augCIFAR-10 used PixMix (Hendrycks et al. 2022) with
+(:func:`augment_images`). Their augMNIST/augCIFAR-10 used PixMix (Hendrycks et al. 2022) with
 fractal images; we have no fractals, so :func:`augment_images` is a *different* covariate shift
 (random rotation + elastic deformation + Gaussian noise) and must be reported under its own name.
 
@@ -45,7 +46,7 @@ __all__ = [
 GROUP_OVER = 0   # over-represented base set
 GROUP_UNDER = 1  # under-represented extra set
 
-# ITU-R BT.601 luma (PIL ``convert("L")``); the seed's own grayscale formula (footnote 3) was stripped.
+# ITU-R BT.601 luma (PIL ``convert("L")``), not necessarily Choi et al.'s formula (footnote 3).
 LUMA_BT601 = (0.299, 0.587, 0.114)
 
 
@@ -63,7 +64,7 @@ def ood_random(extra_y: np.ndarray, *, n: int, seed: int, balanced: bool = True,
                classes: np.ndarray | None = None) -> np.ndarray:
     """(a) ``n`` random samples of the extra set, as a bool mask over ``extra_y``.
 
-    ``balanced=True`` (the seed, App. C: "equal number of samples for each class"): n // K per
+    ``balanced=True`` (Choi et al., App. C: "equal number of samples for each class"): n // K per
     class over the K ``classes`` (default: the labels present), the n % K remaining samples going
     to randomly chosen classes. Raises DataError if a class has too few samples."""
     extra_y = np.asarray(extra_y).astype(np.int64)
@@ -203,7 +204,7 @@ def augment_images(x: np.ndarray, seed: int, kind: str = "strong", *,
     bilinear resampling with edge replication, then additive Gaussian noise (0.1 / 0.03 of each
     channel's std), clipped to each channel's input range.
 
-    This is NOT PixMix (Hendrycks et al. 2022, used for the seed's augMNIST/augCIFAR-10: mixing
+    This is NOT PixMix (Hendrycks et al. 2022, used for Choi et al.'s augMNIST/augCIFAR-10: mixing
     with fractal images); name the result e.g. "MNIST-rot-elastic", not "augMNIST".
     Deterministic given ``seed``; float32 out, same shape. Vectorised: one
     ``scipy.ndimage.map_coordinates`` call per chunk of images.
@@ -259,12 +260,13 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 def to_grayscale_resized(x: np.ndarray, size: tuple[int, int] = (28, 28), *,
                          method: str = "area") -> np.ndarray:
-    """RGB images [n, 3, H, W] (or already-gray [n, 1, H, W]) -> [n, 1, *size] float32, as the
-    seed does to put SVHN/CIFAR-10 next to MNIST (§4: "resized to match the dimension of MNIST
+    """RGB images [n, 3, H, W] (or already-gray [n, 1, H, W]) -> [n, 1, *size] float32, as
+    Choi et al. do to put SVHN/CIFAR-10 next to MNIST (§4: "resized to match the dimension of MNIST
     samples (28x28), and converted to grayscale").
 
-    Gray = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601 luma, PIL's "L"; the seed's formula was
-    stripped). Apply to raw pixel values (e.g. [0, 1]) *before* per-channel normalisation.
+    Gray = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601 luma, PIL's "L"; not necessarily Choi et
+    al.'s formula, their footnote 3). Apply to raw pixel values (e.g. [0, 1]) *before* per-channel
+    normalisation.
     ``method="area"``: exact area averaging (separable box-filter matrices; preserves constants
     and the image mean); ``"zoom"``: ``scipy.ndimage.zoom`` bilinear (order 1, grid mode).
     """

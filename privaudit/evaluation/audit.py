@@ -1,14 +1,18 @@
-"""Empirical lower bounds on the DP parameter epsilon from attack scores (ALGORITHMS.md §8).
+"""Empirical lower bounds on the DP parameter epsilon from attack scores.
 
 Pure statistics on score arrays (higher score = member / poisoned):
 
 * ``clopper_pearson``: exact binomial confidence bounds (Clopper & Pearson 1934).
-* ``eps_lower_bound``: Nasr et al. 2021 (arXiv 2101.04535) via Clopper–Pearson, as jax_privacy
-  ``CanaryScoreAuditor.epsilon_clopper_pearson`` (§8.2).
-* ``eps_lower_bound_group``: Jagielski, Ullman, Oprea 2020 (tensorflow/privacy
-  research/audit_2020/audit.py), k poison copies => group privacy (§8.3).
-* ``eps_one_run``: Steinke, Nasr, Jagielski 2023 (arXiv 2305.08846) one-run audit (§8.4).
-* ``dp_bound_violations``: the (eps, delta)-DP hypothesis-testing region (Kairouz et al. 2015).
+* ``eps_lower_bound``: Nasr, Song, Thakurta, Papernot, Carlini, "Adversary Instantiation: Lower
+  Bounds for Differentially Private Machine Learning", IEEE S&P 2021 (arXiv 2101.04535), via
+  Clopper–Pearson, as google-deepmind/jax_privacy ``CanaryScoreAuditor.epsilon_clopper_pearson``.
+* ``eps_lower_bound_group``: Jagielski, Ullman, Oprea, "Auditing Differentially Private Machine
+  Learning: How Private is Private SGD?", NeurIPS 2020 (code: tensorflow/privacy
+  research/audit_2020/audit.py), k poison copies => group privacy.
+* ``eps_one_run``: Steinke, Nasr, Jagielski, "Privacy Auditing with One (1) Training Run",
+  NeurIPS 2023 (arXiv 2305.08846).
+* ``dp_bound_violations``: the (eps, delta)-DP hypothesis-testing region (Kairouz, Oh,
+  Viswanath, "The Composition Theorem for Differential Privacy", ICML 2015, Thm 2.1).
 
 A threshold picked as the raw maximum over all thresholds invalidates the confidence level;
 every estimator here selects it validly: ``"bonferroni"`` (significance divided by the number
@@ -192,7 +196,7 @@ def _candidates(pos, neg, strict):
 # Nasr et al. 2021, Clopper–Pearson
 # --------------------------------------------------------------------------------------------
 def _nasr_eps(tp, fp, n_pos, n_neg, delta, s, two_sided):
-    """Per-threshold eps at significance ``s`` (each rate bounded at ``s/2``); §8.2."""
+    """Per-threshold eps at significance ``s`` (each rate bounded at ``s/2``), Nasr et al. 2021."""
     tp, fp = np.asarray(tp), np.asarray(fp)
     fnr_ub = _cp_upper(n_pos - tp, n_pos, s / 2.0)
     fpr_ub = _cp_upper(fp, n_neg, s / 2.0)
@@ -255,7 +259,7 @@ def eps_lower_bound(in_scores, out_scores, *, delta: float = 0.0, alpha: float =
                     threshold="bonferroni", two_sided: bool = True, split_frac: float = 0.5,
                     seed: int = 0) -> EpsBound:
     """(1 - alpha)-confidence lower bound on eps (Nasr et al. 2021; jax_privacy
-    ``epsilon_clopper_pearson``; ALGORITHMS.md §8.2).
+    ``epsilon_clopper_pearson``).
 
     Member iff ``score >= tau``. At a threshold: ``FNR_ub = CP_upper(FN, n_pos, s/2)``,
     ``FPR_ub = CP_upper(FP, n_neg, s/2)``, ``eps = ln(1 - FNR_ub - delta) - ln(FPR_ub)`` (if
@@ -319,7 +323,7 @@ def eps_lower_bound_group(poisoned_scores, clean_scores, k_copies: int, alpha: f
                           *, threshold="bonferroni", split_frac: float = 0.5,
                           seed: int = 0) -> EpsBound:
     """Pure-DP lower bound from k-copy poisoning (Jagielski, Ullman, Oprea 2020, Alg. 2;
-    tensorflow/privacy research/audit_2020/audit.py; ALGORITHMS.md §8.3).
+    tensorflow/privacy research/audit_2020/audit.py).
 
     One score per trained model. At threshold tau: ``p1_lb`` / ``p0_ub`` are the
     Clopper–Pearson (two-sided, ``s/2`` each) bounds on P[score > tau] for poisoned / clean
@@ -388,7 +392,7 @@ def _p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
 
 def one_run_p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
     """p-value of >= ``v`` correct out of ``r`` guesses on ``m`` canaries under
-    (eps, delta)-DP (Steinke, Nasr, Jagielski 2023, Thm 3.3 / Prop. 5.7; ALGORITHMS.md §8.4):
+    (eps, delta)-DP (Steinke, Nasr, Jagielski, NeurIPS 2023, Thm 3.3 / Prop. 5.7):
     ``q = 1/(1+e^-eps)``, ``beta = P[Binom(r,q) >= v]``,
     ``alpha = max_{i=1..v} P[v > Binom(r,q) >= v-i] / i``, ``p = beta + alpha*delta*2m``."""
     m, r, v = _check_mrv(m, r, v)
@@ -425,7 +429,7 @@ def one_run_eps_from_counts(m: int, r: int, v: int, *, delta: float,
 
 def eps_one_run(scores, included, *, k_pos: int, k_neg: int, delta: float,
                 p_target: float = 0.05) -> EpsBound:
-    """One-run audit (Steinke, Nasr, Jagielski 2023, Alg. 1; ALGORITHMS.md §8.4).
+    """One-run audit (Steinke, Nasr, Jagielski, NeurIPS 2023, Alg. 1).
 
     ``scores`` [m]: one score per canary (higher = member); ``included`` bool [m]: whether the
     canary was in training (each independently with probability 1/2 by design). The top
@@ -469,7 +473,7 @@ def eps_one_run(scores, included, *, k_pos: int, k_neg: int, delta: float,
 # --------------------------------------------------------------------------------------------
 def dp_bound_violations(tpr, fpr, eps: float, delta: float, tol: float = 1e-12) -> np.ndarray:
     """Which ``(fpr, tpr)`` points lie outside the (eps, delta)-DP region (Kairouz, Oh,
-    Viswanath 2015, Thm 2.1; ALGORITHMS.md §8.1): violated iff ``TPR > e^eps FPR + delta``
+    Viswanath, ICML 2015, Thm 2.1): violated iff ``TPR > e^eps FPR + delta``
     or ``1 - FPR > e^eps (1 - TPR) + delta`` (beyond ``tol``). Returns bool, broadcast shape."""
     t = np.asarray(tpr, dtype=np.float64)
     f = np.asarray(fpr, dtype=np.float64)

@@ -1,12 +1,15 @@
 """Membership-inference metrics: plain functions of ``(y_true: bool[n], score: float[n])``.
 
-Higher score = more likely member. Conventions follow ALGORITHMS.md §1.2:
+Higher score = more likely member. Conventions follow the official code of the attacks' papers;
+their definitions differ, which matters at low FPR, the regime Carlini et al. ("Membership
+Inference Attacks From First Principles", IEEE S&P 2022, Sec. III-B) argue should be reported:
 
 * ROC / AUC: ``sklearn.metrics.roc_curve`` (``drop_intermediate=False``) and the trapezoid area.
-* TPR @ FPR = alpha: ``mode="strict"`` (default; ml_privacy_meter audit.py,
-  ``tpr[np.where(fpr <= alpha)[0][-1]]``), ``"lira"`` (LiRA plot.py uses strict ``<``),
-  ``"interp"`` (Curvature-Clues notebooks, ``np.interp(alpha, fpr, tpr)``).
-* Balanced accuracy: ``mode="max"`` (LiRA plot.py ``sweep``: max over thresholds of
+* TPR @ FPR = alpha: ``mode="strict"`` (default; privacytrustlab/ml_privacy_meter ``audit.py``,
+  ``tpr[np.where(fpr <= alpha)[0][-1]]``), ``"lira"`` (tensorflow/privacy
+  ``research/mi_lira_2021/plot.py`` uses strict ``<``), ``"interp"`` (Curvature-Clues
+  notebooks, DeepakTatachar/Curvature-Clues, ``np.interp(alpha, fpr, tpr)``).
+* Balanced accuracy: ``mode="max"`` (LiRA ``plot.py`` ``sweep``: max over thresholds of
   ``1 - (FPR + FNR)/2``), ``"eer"`` (Curvature-Clues notebooks: equal-error threshold, then
   ``sklearn.metrics.balanced_accuracy_score``).
 * Advantage (Yeom et al. 2018): ``max_tau TPR - FPR``.
@@ -88,14 +91,14 @@ def _check_mode(mode: str, allowed: Sequence[str], name: str = "mode") -> str:
 # point metrics
 # --------------------------------------------------------------------------------------------
 def roc_curve(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve ``(fpr, tpr, thresholds)``; ALGORITHMS.md §1.2 (sklearn ``roc_curve``,
-    ``drop_intermediate=False``, one point per distinct score, first threshold ``+inf``)."""
+    """ROC curve ``(fpr, tpr, thresholds)`` (sklearn ``roc_curve``, ``drop_intermediate=False``,
+    one point per distinct score, first threshold ``+inf``)."""
     y, s = _check(y_true, score)
     return skm.roc_curve(y, s, drop_intermediate=False)
 
 
 def auc(y_true, score) -> float:
-    """Area under the ROC curve (trapezoid rule, ties count 1/2); ALGORITHMS.md §1.2."""
+    """Area under the ROC curve (trapezoid rule, ties count 1/2)."""
     fpr, tpr, _ = roc_curve(y_true, score)
     return float(skm.auc(fpr, tpr))
 
@@ -108,7 +111,7 @@ def _tpr_from_roc(fpr: np.ndarray, tpr: np.ndarray, alpha: float, mode: str) -> 
 
 
 def tpr_at_fpr(y_true, score, alpha: float, mode: str = "strict") -> float:
-    """TPR at FPR = ``alpha``; ALGORITHMS.md §1.2 (LiRA §III-B low-FPR metric).
+    """TPR at FPR = ``alpha`` (the low-FPR metric of Carlini et al., IEEE S&P 2022, Sec. III-B).
 
     ``"strict"`` (default, ml_privacy_meter): TPR at the largest threshold with FPR <= alpha,
     no interpolation. ``"lira"``: same with strict ``FPR < alpha`` (LiRA plot.py).
@@ -123,7 +126,7 @@ def tpr_at_fpr(y_true, score, alpha: float, mode: str = "strict") -> float:
 
 
 def balanced_accuracy(y_true, score, mode: str = "max") -> float:
-    """Balanced accuracy; ALGORITHMS.md §1.2.
+    """Balanced accuracy, in the two definitions found in the attacks' official code.
 
     ``"max"`` (default, LiRA plot.py ``sweep``): ``max_tau 1 - (FPR + FNR)/2``.
     ``"eer"`` (Curvature-Clues notebooks): ``tau* = thr[argmin |fpr + tpr - 1|]``, predict
@@ -141,15 +144,15 @@ def balanced_accuracy(y_true, score, mode: str = "max") -> float:
 
 
 def advantage(y_true, score) -> float:
-    """Membership advantage ``max_tau TPR - FPR`` (Yeom et al. 2018, Def. 4; = KS distance);
-    ALGORITHMS.md §1.2."""
+    """Membership advantage ``max_tau TPR - FPR`` (Yeom et al. 2018, Def. 4; = KS distance)."""
     fpr, tpr, _ = roc_curve(y_true, score)
     return float(np.max(tpr - fpr))
 
 
 def summary(y_true, score, fprs: Sequence[float] = (1e-2, 1e-3, 1e-4),
             mode: str = "strict") -> dict:
-    """All headline metrics for one target model; ALGORITHMS.md §1.2 / §11.
+    """All headline metrics for one target model (AUC, balanced accuracy, advantage, TPR at low
+    FPR).
 
     Keys: ``auc``, ``balanced_accuracy`` (LiRA max), ``balanced_accuracy_eer``, ``advantage``,
     ``n_pos``, ``n_neg``, ``tpr_mode`` and, for each ``a`` in ``fprs`` (key suffix ``f"{a:g}"``):
@@ -317,7 +320,8 @@ def bootstrap_values(metric, y_true, score, *, n_boot: int = 200, seed: int = 0)
 # aggregation over target models
 # --------------------------------------------------------------------------------------------
 def aggregate(per_target: list[dict], ddof: int = 0) -> dict:
-    """Mean ± std over target models (ALGORITHMS.md §1.2: Curvature Clues 3, LiRA 10 targets).
+    """Mean ± std over target models (the Curvature-Clues notebooks use 3 targets;
+    Carlini et al., IEEE S&P 2022, Sec. V, use 10).
 
     Numeric (and boolean) entries become ``{"mean", "std", "n"}`` (NaN-aware, ``np.std`` with
     ``ddof``); other entries are kept if equal across targets, else listed (``warnings`` lists

@@ -17,6 +17,7 @@ import numpy as np
 from privaudit.attacks.registry import AttackSpec, run_attack
 from privaudit.errors import SignalError
 from privaudit.evaluation import metrics
+from privaudit.evaluation.results import AttackMetrics, Estimate
 
 
 @dataclass
@@ -28,10 +29,15 @@ class AttackResult:
     per_target: list[dict[str, float]]
     summary: dict[str, dict[str, float]]  # metric -> {mean, std, lo, hi}
     params: dict[str, Any] = field(default_factory=dict)
+    n_nonmembers: int = 0                 # fewest non-members of any target
+
+    def metrics(self) -> AttackMetrics:
+        """The typed, JSON-ready metrics (everything but the scores)."""
+        return AttackMetrics(self.name, self.signal, list(self.targets), dict(self.params), self.per_target,
+                             {k: Estimate.from_json(v) for k, v in self.summary.items()}, self.n_nonmembers)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "signal": self.signal, "targets": self.targets, "params": self.params,
-                "per_target": self.per_target, "summary": self.summary}
+        return self.metrics().to_json()
 
 
 def score_targets(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labels: np.ndarray,
@@ -73,9 +79,16 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
             reps = np.mean([metrics.bootstrap_values(fn, keep_targets[i], scores[i], n_boot=n_boot, seed=seed + i)
                             for i in range(len(scores))], axis=0)
             summary[m]["lo"], summary[m]["hi"] = (float(v) for v in np.nanquantile(reps, [tail, 1 - tail]))
-    n_neg = int((~keep_targets).sum(axis=1).min())
-    summary["n_negatives_per_target"] = {"mean": float(n_neg), "std": 0.0}
     return per_target, summary
+
+
+def result_from_scores(name: str, signal: str, scores: np.ndarray, keep_targets: np.ndarray, targets: list[Any], *,
+                       fprs: tuple[float, ...], mode: str = "strict", n_boot: int = 200, seed: int = 0,
+                       params: dict[str, Any] | None = None) -> AttackResult:
+    """Metrics of scores ``[T, n]`` already computed (``keep_targets``: the targets' membership)."""
+    per_target, summary = summarize(scores, keep_targets, fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
+    return AttackResult(name, signal, list(targets), scores, per_target, summary, dict(params or {}),
+                        int((~keep_targets).sum(axis=1).min()))
 
 
 def evaluate_attack(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labels: np.ndarray,
@@ -83,7 +96,8 @@ def evaluate_attack(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labe
                     seed: int = 0, name: str | None = None, **params: Any) -> AttackResult:
     scores = score_targets(spec, signal, keep, labels, targets, **params)
     per_target, summary = summarize(scores, keep[targets], fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
-    return AttackResult(name or spec.name, spec.signal, list(targets), scores, per_target, summary, params)
+    return AttackResult(name or spec.name, spec.signal, list(targets), scores, per_target, summary, params,
+                        int((~keep[targets]).sum(axis=1).min()))
 
 
 def evaluate_given_target(spec: AttackSpec, target_signal: np.ndarray, ref_signal: np.ndarray,
@@ -96,7 +110,8 @@ def evaluate_given_target(spec: AttackSpec, target_signal: np.ndarray, ref_signa
         raise SignalError(f"members {members.shape} does not match the target signal {target_signal.shape}")
     scores = run_attack(spec, target_signal, ref_signal, ref_keep, labels, **params)[None]
     per_target, summary = summarize(scores, members[None], fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
-    return AttackResult(name or spec.name, spec.signal, [], scores, per_target, summary, params)
+    return AttackResult(name or spec.name, spec.signal, [], scores, per_target, summary, params,
+                        int((~members).sum()))
 
 
 SignalSource = Callable[[str], np.ndarray]

@@ -5,7 +5,8 @@ A slice is a bool mask over the ``n`` pool samples. Within a slice, target model
 the slice samples with ``keep[t]`` True and its non-members the others, so the metrics answer
 "how well does the attack separate members from non-members *of this slice*". This is the
 per-class ROC of the Song & Mittal 2021 evaluation computed on the slice's samples only (the
-Curvature-Clues notebook loop scores the full arrays, ALGORITHMS.md §2), and a subgroup view of
+loop of the official Curvature-Clues notebooks, DeepakTatachar/Curvature-Clues, scores the full
+arrays, so its per-class "AUC" is the global one), and a subgroup view of
 the per-example vulnerability of Carlini et al. 2022, Sec. VII-B. The attacks are not refitted:
 the scores come from the whole population; only the ROC (hence the thresholds) is per slice.
 

@@ -1,23 +1,114 @@
 """A group of K models of one architecture behind one interface, whatever the backend.
 
 * :class:`WideMLP`: an MLP population stacked into one "wide" network (weights ``[K, in, out]``,
-  batched matmul over the model axis). On this CPU it trains tiny MLPs ~10x faster than a loop
+  batched matmul over the model axis). On this CPU it trains tiny MLPs ~8x faster than a loop
   (``benchmarks/RESULTS.md``).
 * :class:`ModuleList`: K ordinary modules run one after another (channels_last for CNNs), the
   fastest way to train CNNs on a CPU.
+* :class:`VmapGroup`: stacked parameters through ``torch.func.vmap`` (any architecture).
 
-Both store and load the ``torch.func.stack_module_state`` layout of the single-model
+All store and load the ``torch.func.stack_module_state`` layout of the single-model
 architecture (``name -> Tensor[K, ...]``), so a group file is independent of the backend.
+
+**A model's arithmetic does not depend on its group.** On a CPU the last bit of a kernel's result
+can depend on where the data lies, not only on its values: MKL's GEMM rounds differently when its
+result matrix is not 16-byte aligned (measured with torch 2.13: ``x[1797, 32] @ w[32, 10]`` written
+at float offsets 0, 4, 8, 12 of a buffer gives one result, at the 12 other offsets another), and
+elementwise kernels (fused Adam, GELU, softplus) compute the last 1-31 elements of a vectorised
+range with a scalar loop that rounds differently. In a naively stacked tensor model k starts at
+``k * numel`` elements, so both its alignment and which of its elements fall in a scalar tail
+depend on its position and on K: the last model of a group of 7 came out different from the same
+model trained in a group of 32. So the stacked backends start every model's block at a multiple of
+64 bytes past its (64-byte aligned) allocation: parameters are ``[K, S]`` buffers with ``S`` a
+multiple of 64 elements, zero padded (:func:`pad_stack`), so a model's elements also meet the
+same vector lanes and no scalar tail; activations get their rows padded (:func:`aligned_rows`),
+weight gradients are computed by :func:`aligned_bmm`. The padding stays zero: its gradient is
+exactly zero. (Intra-op threads are the other source: training pins one, see
+:mod:`privaudit.training.trainer`.)
 """
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from privaudit.models.architectures import ACTIVATIONS, ArchSpec, build_model
+
+LANE = 64        # elements: every per-model parameter block starts on a multiple of this
+ALIGN = 64       # bytes: every per-model activation / gradient block starts on a multiple of this
+
+
+def round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def pad_stack(stacked: torch.Tensor) -> torch.Tensor:
+    """``[K, *shape]`` as a new zero-padded ``[K, S]`` buffer, ``S = numel`` rounded up to
+    :data:`LANE`: each model's block starts 256 bytes (float32) times k past the 64-byte aligned
+    allocation, and no model's elements fall in an elementwise kernel's scalar tail (which covers up
+    to 31 elements), whatever K and the model's position."""
+    flat = stacked.detach().reshape(stacked.shape[0], -1)
+    out = torch.zeros(stacked.shape[0], round_up(max(flat.shape[1], 1), LANE), dtype=flat.dtype,
+                      device=flat.device)
+    out[:, :flat.shape[1]] = flat
+    return out
+
+
+def unpad(buffer: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The ``[K, *shape]`` view of a :func:`pad_stack` buffer."""
+    return buffer[:, :math.prod(shape)].view(buffer.shape[0], *shape)
+
+
+def aligned_rows(n: int, widths: tuple[int, ...], itemsize: int, elementwise: tuple[int, ...] = ()) -> int:
+    """The row count ``>= n`` for which a ``[K, rows, w]`` tensor starts every model's block on an
+    :data:`ALIGN`-byte boundary for each ``w`` in ``widths`` (GEMM results), and on a multiple of
+    64 elements for each ``w`` in ``elementwise`` (activations: vector lanes, also when two threads
+    split the tensor in halves)."""
+    step = 1
+    for w in widths:
+        unit = ALIGN // math.gcd(ALIGN, itemsize)          # elements per aligned block
+        step = math.lcm(step, unit // math.gcd(unit, w))
+    for w in elementwise:
+        step = math.lcm(step, LANE // math.gcd(LANE, w))
+    return round_up(max(n, 1), step)
+
+
+def aligned_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.bmm(a, b)`` (``[K, m, n] @ [K, n, p]``) with each model's result block on an
+    :data:`ALIGN`-byte boundary: where ``m * p`` elements are not a multiple of the boundary, the
+    product is computed with ``b`` zero-padded to more columns and sliced back (the same columns
+    for every model, so every model runs the same kernel)."""
+    m, p = a.shape[1], b.shape[2]
+    unit = ALIGN // math.gcd(ALIGN, a.element_size())
+    cols = p
+    while (m * cols) % unit:
+        cols += 1
+    if cols == p:
+        return torch.bmm(a, b)
+    return torch.bmm(a, F.pad(b, (0, cols - p)))[:, :, :p]
+
+
+class _StackedLinear(torch.autograd.Function):
+    """``h [K, R, in] @ w [K, in, out] + b [K, 1, out]``, with the weight gradient computed by
+    :func:`aligned_bmm` (autograd's own ``bmm`` backward writes it at ``k * in * out`` floats).
+    The backward is made of differentiable ops, so double backward (curvature) works."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(h, w)
+        return torch.baddbmm(b, h, w)
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor):
+        h, w = ctx.saved_tensors
+        gh = torch.bmm(gy, w.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        gw = aligned_bmm(h.transpose(1, 2), gy) if ctx.needs_input_grad[1] else None
+        gb = gy.sum(1, keepdim=True) if ctx.needs_input_grad[2] else None
+        return gh, gw, gb
 
 
 class ModelGroup(nn.Module):
@@ -60,7 +151,9 @@ def single_models(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
 
 
 class WideMLP(ModelGroup):
-    """K MLPs as one network: layer l holds ``weight[K, in, out]`` and ``bias[K, 1, out]``."""
+    """K MLPs as one network: layer l holds ``weight[K, in, out]`` and ``bias[K, 1, out]``, each
+    stored as a :func:`pad_stack` buffer (``weights[l]``, ``biases[l]``: ``[K, S]``); the batch
+    rows are padded to :func:`aligned_rows` inside :meth:`forward_each` and sliced off again."""
 
     def __init__(self, spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
                  state: dict[str, torch.Tensor]):
@@ -68,26 +161,55 @@ class WideMLP(ModelGroup):
         self.spec, self.input_shape, self.n_classes = spec, tuple(input_shape), n_classes
         self.linear_names = sorted({n.rsplit(".", 1)[0] for n in state}, key=lambda s: int(s))
         self.n_models = next(iter(state.values())).shape[0]
+        self.shapes = [tuple(state[f"{n}.weight"].shape[:0:-1]) for n in self.linear_names]  # (in, out)
         self.weights = nn.ParameterList(
-            [nn.Parameter(state[f"{n}.weight"].transpose(1, 2).contiguous().clone()) for n in self.linear_names])
+            [nn.Parameter(pad_stack(state[f"{n}.weight"].transpose(1, 2))) for n in self.linear_names])
         self.biases = nn.ParameterList(
-            [nn.Parameter(state[f"{n}.bias"].unsqueeze(1).clone()) for n in self.linear_names])
+            [nn.Parameter(pad_stack(state[f"{n}.bias"])) for n in self.linear_names])
         self.act = ACTIVATIONS[spec.activation]()
 
-    def forward_each(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(x.shape[0], x.shape[1], -1)
+    def weight(self, layer: int) -> torch.Tensor:
+        return unpad(self.weights[layer], self.shapes[layer])
+
+    def bias(self, layer: int) -> torch.Tensor:
+        return unpad(self.biases[layer], (1, self.shapes[layer][1]))
+
+    def rows(self, n: int, dtype: torch.dtype) -> int:
+        widths = tuple(w for shape in self.shapes for w in shape)
+        hidden = tuple(o for _, o in self.shapes[:-1])
+        return aligned_rows(n, widths, torch.empty((), dtype=dtype).element_size(), hidden)
+
+    def _layers(self, h: torch.Tensor) -> torch.Tensor:
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
+        for i in range(len(self.weights)):
+            h = _StackedLinear.apply(h, self.weight(i), self.bias(i))
             if i < last:
                 h = self.act(h)
         return h
 
+    def forward_each(self, x: torch.Tensor) -> torch.Tensor:
+        k, n = x.shape[:2]
+        h = x.reshape(k, n, -1)
+        rows = self.rows(n, h.dtype)
+        if rows != n:
+            h = F.pad(h, (0, 0, 0, rows - n))
+        out = self._layers(h)
+        return out if rows == n else out[:, :n]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        h = x.reshape(n, -1)
+        rows = self.rows(n, h.dtype)
+        if rows != n:
+            h = F.pad(h, (0, 0, 0, rows - n))
+        out = self._layers(h.unsqueeze(0).expand(self.n_models, *h.shape))
+        return out if rows == n else out[:, :n]
+
     def state(self) -> dict[str, torch.Tensor]:
         out = {}
-        for n, w, b in zip(self.linear_names, self.weights, self.biases):
-            out[f"{n}.weight"] = w.detach().transpose(1, 2).contiguous()
-            out[f"{n}.bias"] = b.detach().squeeze(1)
+        for i, n in enumerate(self.linear_names):
+            out[f"{n}.weight"] = self.weight(i).detach().transpose(1, 2).clone(memory_format=torch.contiguous_format)
+            out[f"{n}.bias"] = self.bias(i).detach().squeeze(1).clone(memory_format=torch.contiguous_format)
         return out
 
     def models(self) -> Iterator[nn.Module]:
@@ -126,7 +248,8 @@ class ModuleList(ModelGroup):
 
 class VmapGroup(ModelGroup):
     """K models of any architecture as stacked parameters run through ``torch.func.vmap`` of
-    ``functional_call`` on one base module (the ``torch.func`` model-ensembling recipe)."""
+    ``functional_call`` on one base module (the ``torch.func`` model-ensembling recipe). Each
+    parameter is a :func:`pad_stack` buffer ``[K, S]``; :meth:`params` gives the ``[K, *shape]`` views."""
 
     def __init__(self, spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
                  state: dict[str, torch.Tensor]):
@@ -134,18 +257,24 @@ class VmapGroup(ModelGroup):
         self.spec, self.input_shape, self.n_classes = spec, tuple(input_shape), n_classes
         self.base = [build_model(spec, input_shape, n_classes).to("meta")]  # a list: not a submodule
         self.names = list(state)
+        self.shapes = [tuple(state[n].shape[1:]) for n in self.names]
         self.n_models = next(iter(state.values())).shape[0]
-        self.stacked = nn.ParameterList([nn.Parameter(state[n].clone()) for n in self.names])
+        self.stacked = nn.ParameterList([nn.Parameter(pad_stack(state[n])) for n in self.names])
 
     def params(self) -> dict[str, torch.Tensor]:
-        return dict(zip(self.names, self.stacked))
+        return {n: unpad(p, s) for n, p, s in zip(self.names, self.stacked, self.shapes)}
+
+    def set_grads(self, grads: dict[str, torch.Tensor]) -> None:
+        """Give each stacked parameter the gradient ``grads[name] [K, *shape]`` (zero-padded)."""
+        for n, p in zip(self.names, self.stacked):
+            p.grad = pad_stack(grads[n])
 
     def forward_each(self, x: torch.Tensor) -> torch.Tensor:
         call = lambda p, xb: torch.func.functional_call(self.base[0], p, (xb,))
         return torch.func.vmap(call)(self.params(), x)
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in zip(self.names, self.stacked)}
+        return {n: p.detach().clone(memory_format=torch.contiguous_format) for n, p in self.params().items()}
 
     def models(self) -> Iterator[nn.Module]:
         return single_models(self.spec, self.input_shape, self.n_classes, self.state())

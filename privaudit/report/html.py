@@ -14,36 +14,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from privaudit.evaluation.results import MetricsDocument  # noqa: E402
+from privaudit.report import format as fmt  # noqa: E402
+
 
 def _img(path: Path) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
 
 
-def _fmt(stat: dict[str, float], percent: bool, spread: bool = True) -> str:
-    f = 100.0 if percent else 1.0
-    out = f"{stat['mean'] * f:.2f}" + (f" ± {stat['std'] * f:.2f}" if spread else "")
-    if "lo" in stat:
-        out += f" <small>[{stat['lo'] * f:.2f}, {stat['hi'] * f:.2f}]</small>"
-    return out
-
-
-def metrics_html(document: dict[str, Any]) -> str:
-    attacks = document["attacks"]
-    first = next(iter(attacks.values()))["summary"]
-    tprs = [k for k in first if k.startswith("tpr@")]
-    head = "".join(f"<th>TPR % @ {float(k[4:]) * 100:g}% FPR</th>" for k in tprs)
-    many = len(document["targets"]) > 1   # one model (a user's target): no spread over targets
-    rows = []
-    for name, res in attacks.items():
-        s = res["summary"]
-        cells = "".join(f"<td>{_fmt(s[k], True, many)}</td>" for k in tprs)
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(s['auc'], False, many)}</td>"
-                    f"<td>{_fmt(s['balanced_accuracy'], False, many)}</td>{cells}</tr>")
-    spread = f"mean ± std over {len(document['targets'])} target models" if many else "value"
-    return (f"<table><tr><th>attack</th><th>AUC</th><th>balanced acc.</th>{head}</tr>{''.join(rows)}</table>"
-            f"<p class=note>{spread} [95% bootstrap interval]. "
-            f"TPR convention: {html.escape(document['tpr_at_fpr'])}. {html.escape(document['protocol'])}.</p>")
+def metrics_html(doc: MetricsDocument) -> str:
+    """The attack table, cell for cell as on the console (:mod:`privaudit.report.format`)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in fmt.columns(doc))
+    rows = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{html.escape(c)}</td>" for c in fmt.row(doc, a))
+                   + "</tr>" for name, a in doc.attacks.items())
+    return (f"<table><tr><th>attack</th>{head}</tr>{rows}</table>"
+            f"<p class=note>{html.escape(fmt.caption(doc))}. {html.escape(doc.protocol)}.</p>")
 
 
 def slices_html(doc: dict[str, Any], metric: str = "auc") -> str:
@@ -85,16 +71,11 @@ def sample_grid(x: np.ndarray, idx: np.ndarray, captions: list[str], mean, std) 
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def write_report(path: Path, *, title: str, sections: list[tuple[str, str]]) -> Path:
-    """``sections``: (heading, HTML body) pairs."""
+def render_report(*, title: str, sections: list[tuple[str, str]]) -> str:
+    """One self-contained HTML page; ``sections``: (heading, HTML body) pairs."""
     body = "".join(f"<h2>{html.escape(h)}</h2>{b}" for h, b in sections)
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;font-size:14px}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}.note{{color:#555;font-size:13px}}</style></head>
 <body><h1>{html.escape(title)}</h1>{body}</body></html>"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(doc)
-    tmp.replace(path)
-    return path

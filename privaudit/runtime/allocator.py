@@ -2,7 +2,7 @@
 
 glibc's default malloc gives large freed blocks back to the OS, so every training step
 page-faults and zeroes fresh memory; stacked (vectorised) steps run 1.4-1.6x slower for it on this
-machine type (``spec/CPU_PERF.md`` §5). ``mallopt`` through ctypes fixes it in-process.
+2-core machine (measured with ``benchmarks/train_throughput.py``). ``mallopt`` through ctypes fixes it in-process.
 """
 
 from __future__ import annotations

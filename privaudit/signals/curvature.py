@@ -5,13 +5,15 @@ References
 * Ravikumar, Soufleri, Roy, "Curvature Clues: Decoding Deep Learning Privacy with Input Loss
   Curvature", NeurIPS 2024 -- zero-order (black-box) estimator, released code
   ``precompute_scores/precompute_cifar10_scores.py::get_curvature_for_batch_zo_v2``
-  (spec ALGORITHMS.md section 5.3).
+  (official repository DeepakTatachar/Curvature-Clues).
 * Ravikumar, Soufleri, Hashemi, Roy, "Unveiling Privacy, Memorization, and Input Curvature
   Links", ICML 2024 -- ``Curv(x) = tr(H_x)`` (Eq. 7) estimated with Hutchinson and a finite
-  difference of gradients (section 6.2; code ``calc_curv_fz_models.py``; spec section 5.2).
+  difference of gradients (Sec. 6.2; code ``calc_curv_fz_models.py`` in
+  DeepakTatachar/Privacy-Memorization-Curvature).
 
-What each estimator measures (``H = d^2 loss / dx^2`` for one model and one sample, ``d`` =
-number of input entries, ``r, s`` independent Rademacher vectors in ``{-1, +1}^d``):
+What each estimator measures (derivations: ``docs/derivations.md``; ``H = d^2 loss / dx^2`` for
+one model and one sample, ``d`` = number of input entries, ``r, s`` independent Rademacher vectors
+in ``{-1, +1}^d``):
 
 ================================  =====================================  ==========================
 function                          estimates (expectation over probes)    cost per sample and probe
@@ -28,11 +30,13 @@ function                          estimates (expectation over probes)    cost pe
 All four are finite or exact second-order quantities of the loss as a function of the model's
 *input* (the normalised input space the model sees). Finite differences (zero-order and
 gradient-difference) cross the kinks of ReLU / max-pool networks, so for such networks they
-measure the curvature of a *smoothed* loss and do not converge to the autodiff Hessian as
-``h -> 0`` (CPU_PERF.md section 7); the autodiff Hessian used by the Hutchinson estimators
-ignores those kinks. With smooth activations (softplus, tanh, GELU) and fp64 they agree.
-In fp32 a loss second difference with ``h <= 3e-3`` is dominated by rounding: pass
-``dtype=torch.float64`` (and a forward that accepts fp64) or a larger ``h``.
+measure the curvature of a *smoothed* loss and, at any practical ``h``, do not approach the
+autodiff Hessian as ``h`` shrinks (``docs/derivations.md``); the autodiff Hessian used by the
+Hutchinson estimators ignores those kinks. With smooth activations (softplus, tanh, GELU) and fp64
+they agree. As an estimate of ``v^T H v``, an fp32 loss second difference with ``h <= 3e-3`` is
+dominated by rounding: pass ``dtype=torch.float64`` (and a forward that accepts fp64) or a larger
+``h``. For *ranking* samples, fp32 at ``h = 1e-3`` with the stable loss used by default matches
+fp64 (measured: ``benchmarks/RESULTS.md``, "h, dtype, loss numerics").
 
 Randomness
 ----------
@@ -263,7 +267,8 @@ def zero_order_curvature(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tens
                          offset: float = 0.0) -> Tensor:
     """Zero-order input-loss curvature of K models, exactly the released Curvature-Clues estimator.
 
-    Ravikumar et al. NeurIPS 2024, code ``get_curvature_for_batch_zo_v2`` (spec section 5.3)::
+    Ravikumar et al. NeurIPS 2024, official code ``get_curvature_for_batch_zo_v2``
+    (DeepakTatachar/Curvature-Clues, ``precompute_scores/precompute_cifar10_scores.py``)::
 
         for t in 1..rounds:  v = h*r_t, u = h*s_t   (r_t, s_t Rademacher, shared by the K models)
             t1..t4 = loss(x+v+u), loss(x-v+u), loss(x+v-u), loss(x-v-u)   (per sample)
@@ -276,8 +281,9 @@ def zero_order_curvature(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tens
     ||H||_F``: a Frobenius-norm curvature (square root of ``tr(H^2)``), **not** ``tr(H)``.
     ``h`` is a constant factor (a shift after the attacks' log transform). For ReLU / max-pool
     networks the finite difference measures a *smoothed* loss, not the autodiff Hessian, and
-    depends on ``h`` (CPU_PERF.md section 7). In fp32 the second difference is rounding noise
-    for ``h <= 3e-3``: use ``dtype=torch.float64`` with an fp64 forward, or ``h ~ 0.1``.
+    depends on ``h``. As an estimate of the Hessian, the fp32 second difference is rounding
+    noise for ``h <= 3e-3``: use ``dtype=torch.float64`` with an fp64 forward, or ``h ~ 0.1``
+    (derivation: ``docs/derivations.md``).
 
     Parameters
     ----------
@@ -350,20 +356,22 @@ def hutchinson(forward_each: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *
     ``H_x`` is the autodiff Hessian of the per-sample loss w.r.t. the input, for each of the K
     models. ICML'24 companion paper Eq. 7 defines the curvature as ``tr(H_x)`` (``trace``); its
     text and code score finite differences ``||grad(x + hv) - grad(x)||^2 ~ h^2 ||H v||^2``, whose
-    exact counterpart is ``trace_sq`` (see :func:`gradient_difference_curvature`, spec 5.2).
+    exact counterpart is ``trace_sq`` (see :func:`gradient_difference_curvature`).
 
     ``x`` is expanded to a leaf ``[K, b, *input_shape]``; ``loss = sum_{k, i} loss_k(x_{k,i})``.
     Each term depends only on its own input, so one backward (``create_graph=True``) gives every
     per-model, per-sample gradient ``g``, and a second backward of ``(g * v).sum()`` gives every
-    ``H v`` at once (double backward: cheaper than ``torch.func.jvp`` on CPU, CPU_PERF.md 7).
+    ``H v`` at once (double backward, which on a CPU is cheaper than forward-over-reverse
+    ``torch.func.jvp`` of the gradient).
     Per probe: ``v^T H v`` (unbiased for ``tr H``, variance ``2(||H||_F^2 - sum_i H_ii^2)``) and
     ``||H v||^2`` (unbiased for ``tr H^2``). ``v`` is Rademacher, shared across the K models and
     keyed by ``(seed, sample id, probe)``.
 
     ``forward_each``: ``x [K, N, *input_shape] -> [K, N, C]`` (``group.forward_each``), a pure
     eval-mode function accepting ``dtype`` inputs. ``batch_size`` = samples per chunk (the graph
-    holds ``K * batch_size`` inputs). Cost per probe: about one double backward (3.4-5 forwards
-    per CPU_PERF), plus one forward+backward per chunk. Returns float ``[K, B]`` pairs in ``dtype``.
+    holds ``K * batch_size`` inputs). Cost per probe: about one double backward (3.8-4.4
+    forward-equivalents measured, ``benchmarks/RESULTS.md`` "Cost of the estimators"), plus one
+    forward+backward per chunk. Returns float ``[K, B]`` pairs in ``dtype``.
     """
     ids = _check_inputs(x, y, n_models, sample_ids, batch_size, loss_fn, dtype)
     _check_count("probes", probes)
@@ -427,7 +435,8 @@ def gradient_difference_curvature(forward_each: Callable[[Tensor], Tensor], x: T
                                   loss_fn: LossFn | None = None, offset: float = 0.0) -> Tensor:
     """Companion-paper curvature ``(1/n) sum_i ||grad l(x + h v_i) - grad l(x)||^2``.
 
-    Ravikumar et al. ICML 2024 section 6.2 (spec section 5.2), ``v_i`` Rademacher, ``n = probes``.
+    Ravikumar, Soufleri, Hashemi, Roy, ICML 2024, Sec. 6.2 (official code
+    ``calc_curv_fz_models.py``), ``v_i`` Rademacher, ``n = probes``.
     Since ``grad l(x + h v) - grad l(x) = h H v + O(h^2)``:
 
     * ``squared=True`` (paper text, default): estimates ``h^2 E||H v||^2 = h^2 tr(H^2)``;
@@ -437,8 +446,8 @@ def gradient_difference_curvature(forward_each: Callable[[Tensor], Tensor], x: T
     Differences from the released code: gradients are of the per-sample loss (the code's
     ``CrossEntropyLoss()`` mean reduction adds a 1/batch factor, which would make scores depend
     on batch size); ``offset=1e-7`` reproduces its ``v = h (r + 1e-7)``. For ReLU / max-pool nets
-    this finite difference measures a smoothed loss (CPU_PERF.md 7); fp32 gradients limit the
-    accuracy for small ``h`` (use ``dtype=torch.float64`` with an fp64 forward).
+    this finite difference measures a smoothed loss (``docs/derivations.md``); fp32 gradients
+    limit the accuracy for small ``h`` (use ``dtype=torch.float64`` with an fp64 forward).
 
     Probe vectors are the same as :func:`hutchinson`'s for equal ``seed`` and ``sample_ids``.
     Cost: ``probes + 1`` forward+backward passes (about 2 forwards each) per sample.

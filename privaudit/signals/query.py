@@ -1,7 +1,9 @@
 """Query every model of a group on every sample under each augmented query: logits ``[K, n, A, C]``.
 
 Inference loops over models with large batches (``inference_mode``, channels_last for CNNs): on a
-CPU that beats vectorising inference over models (``spec/CPU_PERF.md`` §7).
+CPU that beats vectorising inference over models (measured on a 2-core CPU: vectorised forwards,
+``torch.func.vmap`` or a stacked network, reached 0.4-1.0x the loop's throughput for MLPs and at
+most about 0.9x the channels_last loop for CNNs; channels_last itself doubled CNN throughput).
 """
 
 from __future__ import annotations

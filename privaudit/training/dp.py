@@ -1,13 +1,14 @@
 """DP-SGD (Abadi et al. 2016, Alg. 1) for K stacked models at once, with ``torch.func``.
 
-One step of model k (ALGORITHMS.md §8; Abadi et al. 2016, Alg. 1 lines "Compute gradient",
-"Clip gradient", "Add noise"):
+One step of model k (Abadi et al. 2016, Alg. 1, lines "Compute gradient", "Clip gradient",
+"Add noise", "Descent"; the same step as Opacus' ``DPOptimizer``):
 
 * a batch: Poisson sampling (each of the model's training rows independently with probability
-  ``q = B / N_k``; variable sizes are padded to the step's largest batch over the K models and the
-  padded rows masked out) or a shuffled fixed batch (``trainer.epoch_plan``, the non-DP order);
+  ``q = B / N_k``; variable sizes are padded with masked-out rows) or a shuffled fixed batch
+  (``trainer.epoch_plan``, the non-DP order);
 * per-sample gradients ``g_i = grad_theta loss(theta_k; x_i, y_i)`` by
-  ``vmap(vmap(grad(loss)))`` over (models, samples) of ``functional_call`` on one base module;
+  ``vmap(vmap(grad(loss)))`` over (models, samples) of ``functional_call`` on one base module,
+  in chunks of :func:`chunk_rows` rows per model;
 * per-sample clipping of each model's own gradient: ``g_i * min(1, C / ||g_i||)`` with the global
   norm over all parameters of that model for that sample (models never mix);
 * ``g = (sum_i clip(g_i) + N(0, sigma^2 C^2 I)) / B`` (B the *expected* batch size, as Opacus);
@@ -22,7 +23,12 @@ Deliberately broken variants (``dp.bug``) claim the same eps as the correct one:
 ``noise_not_scaled`` draws noise with std ``sigma`` instead of ``sigma * C``;
 ``clip_after_average`` clips the batch-averaged (unclipped) gradient instead of each sample's.
 
-A model's initialisation, batches and noise depend only on ``(root seed, model index)``.
+A model's initialisation, batches and noise depend only on ``(root seed, model index)``, and so
+does its arithmetic, bit for bit on a CPU: the Poisson batches of a group are padded to a multiple
+of :func:`chunk_rows` (a function of the batch size alone), each chunk's per-sample gradients are
+computed in the same ``[K, chunk]`` shape whatever the group, summed per chunk, and the chunk sums
+added in order (a model's all-padding chunks add exact zeros). Padding every batch to the group's
+largest one instead made a model's sum, and so the model, depend on its group-mates' batch sizes.
 """
 
 from __future__ import annotations
@@ -42,11 +48,11 @@ from privaudit.config import DPConfig
 from privaudit.device import as_device
 from privaudit.errors import ConfigError
 from privaudit.models.architectures import ArchSpec, build_model, init_model
-from privaudit.models.group import ModelGroup, VmapGroup, group_from_state, stack_states
+from privaudit.models.group import ModelGroup, VmapGroup, group_from_state, round_up, stack_states
 from privaudit.training.augment import draw_augmentations, shift_and_mirror
 from privaudit.training.recipe import Recipe, make_optimizer
 from privaudit.training.trainer import (CheckpointFn, ProgressFn, choose_backend, end_of_epoch, epoch_plan,
-                                        model_seed, plan_batch, set_lr, stack_plans)
+                                        model_seed, set_lr, training_threads)
 
 Grads = dict[str, torch.Tensor]
 
@@ -189,21 +195,46 @@ def clip_per_sample(grads: Grads, max_norm: float, mask: torch.Tensor | None = N
     return {n: g * _expand(factor, g) for n, g in grads.items()}, norms
 
 
+def chunk_sum(grads: Grads, mask: torch.Tensor, *, max_norm: float, bug: str = "none") -> Grads:
+    """One chunk's contribution to each model's gradient sum ``[K, ...]`` from per-sample ``grads
+    [K, b, ...]`` and ``mask [K, b]`` (1 = real row): ``sum_i clip(g_i)``, or for the
+    ``clip_after_average`` bug the unclipped ``sum_i g_i``. A plain sum over the chunk's rows (a
+    reduction whose order depends on ``b`` alone), never a matmul over the model axis."""
+    if bug == "clip_after_average":
+        return {n: (g * _expand(mask, g)).sum(1) for n, g in grads.items()}
+    if bug not in ("none", "noise_not_scaled"):
+        raise ConfigError(f"unknown DP bug {bug!r}; choose none, noise_not_scaled or clip_after_average")
+    factor, _ = clip_factors(grads, max_norm, mask)
+    return {n: (g * _expand(factor, g)).sum(1) for n, g in grads.items()}
+
+
+def noisy_gradient(summed: Grads, noise: Grads, *, max_norm: float, sigma: float, expected_batch: float,
+                   bug: str = "none") -> Grads:
+    """The noisy gradient of each model ``[K, ...]`` from the :func:`chunk_sum` totals and
+    standard-normal ``noise [K, ...]``: ``(sum_i clip(g_i) + sigma * C * noise) / B`` — or a
+    deliberately broken variant."""
+    if bug == "clip_after_average":
+        avg = {n: t / expected_batch for n, t in summed.items()}
+        factor = (max_norm / (grad_norms(avg, lead=1) + 1e-6)).clamp(max=1.0)
+        return {n: a * _expand(factor, a) + sigma * max_norm * noise[n] / expected_batch for n, a in avg.items()}
+    std = sigma if bug == "noise_not_scaled" else sigma * max_norm
+    return {n: (t + std * noise[n]) / expected_batch for n, t in summed.items()}
+
+
 def privatize(grads: Grads, mask: torch.Tensor, noise: Grads, *, max_norm: float, sigma: float,
               expected_batch: float, bug: str = "none") -> Grads:
     """The noisy gradient of each model ``[K, ...]`` from per-sample ``grads [K, B, ...]``,
     ``mask [K, B]`` (1 = real row) and standard-normal ``noise [K, ...]``:
     ``(sum_i clip(g_i) + sigma * C * noise) / B`` — or a deliberately broken variant."""
-    if bug == "clip_after_average":
-        avg = {n: torch.einsum("kb,kb...->k...", mask, g) / expected_batch for n, g in grads.items()}
-        factor = (max_norm / (grad_norms(avg, lead=1) + 1e-6)).clamp(max=1.0)
-        return {n: a * _expand(factor, a) + sigma * max_norm * noise[n] / expected_batch for n, a in avg.items()}
-    if bug not in ("none", "noise_not_scaled"):
-        raise ConfigError(f"unknown DP bug {bug!r}; choose none, noise_not_scaled or clip_after_average")
-    factor, _ = clip_factors(grads, max_norm, mask)
-    std = sigma if bug == "noise_not_scaled" else sigma * max_norm
-    return {n: (torch.einsum("kb,kb...->k...", factor, g) + std * noise[n]) / expected_batch
-            for n, g in grads.items()}
+    summed = chunk_sum(grads, mask, max_norm=max_norm, bug=bug)
+    return noisy_gradient(summed, noise, max_norm=max_norm, sigma=sigma, expected_batch=expected_batch, bug=bug)
+
+
+def chunk_rows(batch_size: int) -> int:
+    """Rows per model in one per-sample-gradient pass: about a quarter of the expected batch,
+    rounded up to a multiple of 16 (so each model's block of a float32 ``[K, rows, w]`` tensor
+    starts on a 64-byte boundary). Depends on the batch size alone, never on the group."""
+    return round_up(max(1, math.ceil(batch_size / 4)), 16)
 
 
 # -- per-model randomness --------------------------------------------------------------------------
@@ -239,38 +270,54 @@ def poisson_epoch(root_seed: int, model_index: int, epoch: int, members: np.ndar
     return out
 
 
-def _poisson_batch(x: torch.Tensor, y: torch.Tensor, parts, recipe: Recipe) -> StepBatch:
-    """Pad the K models' variable-size batches to the largest one (padded rows masked)."""
-    k, bmax = len(parts), max(1, max(len(idx) for idx, _ in parts))
-    idx = np.zeros((k, bmax), dtype=np.int64)
-    mask = np.zeros((k, bmax), dtype=np.float32)
-    flip = np.zeros((k, bmax), dtype=bool)
-    dx, dy = np.zeros((k, bmax), dtype=np.int64), np.zeros((k, bmax), dtype=np.int64)
-    for i, (rows, (f, a, b)) in enumerate(parts):
-        n = len(rows)
-        idx[i, :n], mask[i, :n], flip[i, :n], dx[i, :n], dy[i, :n] = rows, 1.0, f, a, b
+def _padded_batch(x: torch.Tensor, y: torch.Tensor, parts, recipe: Recipe, rows: int) -> StepBatch:
+    """Pad the K models' variable-size batches to ``rows`` (padded rows masked; they repeat row 0)."""
+    k = len(parts)
+    idx = np.zeros((k, rows), dtype=np.int64)
+    mask = np.zeros((k, rows), dtype=np.float32)
+    flip = np.zeros((k, rows), dtype=bool)
+    dx, dy = np.zeros((k, rows), dtype=np.int64), np.zeros((k, rows), dtype=np.int64)
+    for i, (sel, (f, a, b)) in enumerate(parts):
+        n = len(sel)
+        idx[i, :n], mask[i, :n], flip[i, :n], dx[i, :n], dy[i, :n] = sel, 1.0, f, a, b
     tensor = lambda a: torch.from_numpy(a).to(x.device)
     xb = x[tensor(idx.reshape(-1))]
     if x.dim() == 4 and (recipe.mirror or recipe.shift):
         xb = shift_and_mirror(xb, tensor(flip.reshape(-1)), tensor(dx.reshape(-1)), tensor(dy.reshape(-1)),
                               recipe.shift)
-    return StepBatch(xb.reshape(k, bmax, *x.shape[1:]), y[tensor(idx)], tensor(mask))
+    return StepBatch(xb.reshape(k, rows, *x.shape[1:]), y[tensor(idx)], tensor(mask))
 
 
 def epoch_batches(x: torch.Tensor, y: torch.Tensor, model_ids: list[int], members: list[np.ndarray],
                   rates: np.ndarray, epoch: int, steps: int, recipe: Recipe, root_seed: int, sampling: str):
-    """Yield the ``steps`` stacked batches of one epoch for the models ``model_ids``."""
+    """Yield the ``steps`` stacked batches of one epoch for the models ``model_ids``, each padded to
+    a multiple of :func:`chunk_rows` rows."""
+    chunk = chunk_rows(recipe.batch_size)
     if sampling == "shuffle":
-        plan = stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe) for m, mem in zip(model_ids, members)],
-                           x.device)
-        ones = torch.ones(len(model_ids), recipe.batch_size, device=x.device)
+        plans = [epoch_plan(root_seed, m, epoch, mem, steps, recipe) for m, mem in zip(model_ids, members)]
+        rows = round_up(recipe.batch_size, chunk)
         for s in range(steps):
-            yield StepBatch(plan_batch(x, plan, s, recipe), y[plan["idx"][:, s]], ones)
+            parts = [(p.idx[s], (p.flip[s], p.dx[s], p.dy[s])) for p in plans]
+            yield _padded_batch(x, y, parts, recipe, rows)
         return
     per_model = [poisson_epoch(root_seed, m, epoch, mem, steps, float(q), recipe)
                  for m, mem, q in zip(model_ids, members, rates)]
     for s in range(steps):
-        yield _poisson_batch(x, y, [p[s] for p in per_model], recipe)
+        parts = [p[s] for p in per_model]
+        yield _padded_batch(x, y, parts, recipe, round_up(max(1, *(len(sel) for sel, _ in parts)), chunk))
+
+
+def _chunk_sums(base: torch.nn.Module, params: Grads, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+                per_model: bool, clip: dict[str, Any]) -> Grads:
+    """:func:`chunk_sum` of one chunk for all K models: stacked through ``vmap`` over the models,
+    or (``per_model``: the ``loop`` backend, CNNs on a CPU) one model after another. Stacked
+    convolutions become one grouped convolution over all K models, whose per-model result depends
+    on K in the last bit; a CPU gains nothing from stacking CNNs anyway."""
+    if not per_model:
+        return chunk_sum(per_sample_grads(base, params, x, y), mask, **clip)
+    parts = [chunk_sum(per_sample_grads(base, {n: p[k:k + 1] for n, p in params.items()}, x[k:k + 1], y[k:k + 1]),
+                       mask[k:k + 1], **clip) for k in range(x.shape[0])]
+    return {n: torch.cat([part[n] for part in parts]) for n in parts[0]}
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -294,20 +341,26 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
     opt = make_optimizer(recipe, group.parameters())
     gens = _noise_generators(root_seed, model_ids)
     shapes = {n: p.shape[1:] for n, p in group.params().items()}
-    for epoch in range(1, recipe.epochs + 1):
-        batches = epoch_batches(x, y, model_ids, members, rates, epoch, steps, recipe, root_seed, dp.sampling)
-        for s, batch in enumerate(batches):
-            set_lr(opt, recipe, (epoch - 1) * steps + s, total)
-            params = {n: p.detach() for n, p in group.params().items()}
-            grads = per_sample_grads(base, params, batch.x, batch.y)
-            noise = {n: t.to(x.device) for n, t in draw_noise(gens, shapes).items()}   # CPU generators: same draws anywhere
-            noisy = privatize(grads, batch.mask, noise, max_norm=dp.max_grad_norm,
-                              sigma=sigma, expected_batch=recipe.batch_size, bug=dp.bug)
-            for n, p in group.params().items():
-                p.grad = noisy[n]
-            opt.step()
-        end_of_epoch(group, epoch, recipe, model_ids, steps,
-                     all(bool(torch.isfinite(p).all()) for p in group.parameters()), on_checkpoint, on_progress)
+    chunk = chunk_rows(recipe.batch_size)
+    clip = dict(max_norm=dp.max_grad_norm, bug=dp.bug)
+    per_model = choose_backend(spec, backend, device) == "loop"
+    with training_threads(device):
+        for epoch in range(1, recipe.epochs + 1):
+            batches = epoch_batches(x, y, model_ids, members, rates, epoch, steps, recipe, root_seed, dp.sampling)
+            for s, batch in enumerate(batches):
+                set_lr(opt, recipe, (epoch - 1) * steps + s, total)
+                params = {n: p.detach() for n, p in group.params().items()}
+                summed: Grads = {}
+                for lo in range(0, batch.x.shape[1], chunk):
+                    rows = slice(lo, lo + chunk)
+                    part = _chunk_sums(base, params, batch.x[:, rows].contiguous(), batch.y[:, rows].contiguous(),
+                                       batch.mask[:, rows].contiguous(), per_model, clip)
+                    summed = part if not summed else {n: summed[n] + part[n] for n in part}
+                noise = {n: t.to(x.device) for n, t in draw_noise(gens, shapes).items()}   # CPU generators: same draws anywhere
+                group.set_grads(noisy_gradient(summed, noise, sigma=sigma, expected_batch=recipe.batch_size, **clip))
+                opt.step()
+            end_of_epoch(group, epoch, recipe, model_ids, steps,
+                         all(bool(torch.isfinite(p).all()) for p in group.parameters()), on_checkpoint, on_progress)
     out = group_from_state(spec, input_shape, n_classes, group.state(), choose_backend(spec, backend, device))
     out.dp_claim = dp_report(dp, keep, recipe.batch_size, total, model_ids)
     return out.eval()

@@ -1,27 +1,36 @@
 """Train a group of K models at once, the fastest way each architecture allows on a CPU.
 
-Backends (chosen by measurement, ``benchmarks/train_throughput.py``):
+Backends (chosen by measurement, ``benchmarks/train_throughput.py``, ``benchmarks/RESULTS.md``):
 
 * ``wide`` — MLPs as one stacked network (:class:`~privaudit.models.group.WideMLP`): one batched
   matmul per layer for all K models, one fused Adam over the stacked parameters. Each model gets its
   own gathered index batch (``X[idx[k]]``), never a masked shared batch.
 * ``loop`` — any architecture, one model after another, channels_last for CNNs (CNNs gain nothing
-  from stacking on a CPU; channels_last gives ~1.5x).
+  from stacking on a CPU; channels_last gives ~1.3x over a plain per-model loop).
 * ``vmap`` — any architecture, stacked parameters through ``torch.func.vmap`` (measured slower than
-  ``wide`` for MLPs and than ``loop`` for CNNs on this CPU; the CNN default on a GPU, where a
+  ``wide`` for MLPs and than ``loop`` for CNNs on a 2-core CPU; the CNN default on a GPU, where a
   per-model loop of tiny kernels leaves the device idle).
 
-Whatever the backend and grouping, model k's initialisation, data order and augmentation depend
-only on ``(root seed, k)``: every epoch each model walks its own permutation of its IN samples for
-``steps_per_epoch`` steps (a global number, so the stacked models stay in lockstep).
-The loss summed over models (each model's mean) keeps each model's learning rate independent of K.
+**A model depends only on ``(root seed, model index)``, bit for bit on a CPU, whatever its group.**
+Its initialisation, data order and augmentation are drawn from its own seeds: every epoch each
+model walks its own permutation of its IN samples for ``steps_per_epoch`` steps (a global number,
+so the stacked models stay in lockstep). The loss summed over models (each model's mean) keeps each
+model's gradient independent of K. Its arithmetic is too: the stacked backends lay every model's
+block out on the same alignment whatever its position and K (:mod:`privaudit.models.group`), and
+training runs on one intra-op thread (:func:`training_threads`), because a multi-threaded GEMM
+splits one small matrix product between the threads differently from a batch of them (measured:
+the weight gradient of a ``7 x 5`` layer over 64 rows differs in the last bit between K = 1 and
+K = 5 with two threads, and is identical with one). Parallelism comes from worker processes
+(:func:`privaudit.runtime.executor.run_tasks`), one thread each, so a group trains under the same
+thread count whether it runs in a worker or in-process.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,6 +44,7 @@ from privaudit.training.augment import draw_augmentations, shift_and_mirror
 from privaudit.training.recipe import Recipe, lr_factor, make_optimizer
 
 BACKENDS = ("auto", "wide", "vmap", "loop")
+TRAINING_THREADS = 1   # intra-op threads while training on a CPU (see the module docstring)
 
 CheckpointFn = Callable[[int, dict[str, torch.Tensor]], None]
 ProgressFn = Callable[[int], None]
@@ -43,6 +53,21 @@ ProgressFn = Callable[[int], None]
 def model_seed(root_seed: int, model_index: int) -> int:
     """The seed of model ``model_index``'s initialisation (independent of grouping)."""
     return int(np.random.SeedSequence([root_seed, model_index]).generate_state(1)[0])
+
+
+@contextmanager
+def training_threads(device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block with :data:`TRAINING_THREADS` intra-op threads on a CPU (restored after), so
+    that a model's arithmetic does not depend on how many threads the calling process has."""
+    before = torch.get_num_threads()
+    pin = torch.device(device).type == "cpu" and before != TRAINING_THREADS
+    if pin:
+        torch.set_num_threads(TRAINING_THREADS)
+    try:
+        yield
+    finally:
+        if pin:
+            torch.set_num_threads(before)
 
 
 def choose_backend(spec: ArchSpec, backend: str = "auto", device: torch.device | str = "cpu") -> str:
@@ -119,6 +144,14 @@ def train_group(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids: l
     """
     device = as_device(device)
     backend = choose_backend(spec, backend, device)
+    with training_threads(device):
+        return _train(x, y, keep, model_ids, spec, recipe, n_classes, root_seed, steps, backend, device,
+                      on_checkpoint, on_progress)
+
+
+def _train(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids: list[int], spec: ArchSpec,
+           recipe: Recipe, n_classes: int, root_seed: int, steps: int, backend: str, device: torch.device,
+           on_checkpoint: CheckpointFn | None, on_progress: ProgressFn | None) -> ModelGroup:
     input_shape = tuple(x.shape[1:])
     x, y = x.to(device), y.to(device)
     inits = [init_model(spec, input_shape, n_classes, model_seed(root_seed, m)).to(device) for m in model_ids]

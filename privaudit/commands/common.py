@@ -1,0 +1,52 @@
+"""What every command shares: the console, one-line errors, and opening an existing run."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import typer
+import yaml
+from rich.console import Console
+
+from privaudit.errors import PrivauditError
+
+console = Console()
+
+
+def _error_line(message: str) -> None:
+    sys.stderr.write(f"error: {' '.join(str(message).split())}\n")   # one line, never wrapped
+
+
+@contextmanager
+def user_errors(resume_hint: bool = False) -> Iterator[None]:
+    """Turn privaudit's errors (and a full disk) into one line and exit 2; Ctrl-C into a hint."""
+    try:
+        yield
+    except PrivauditError as err:
+        _error_line(str(err))
+        raise typer.Exit(2)
+    except OSError as err:
+        _error_line(f"{err.strerror or err}{': ' + str(err.filename) if err.filename else ''}")
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        hint = "; rerun the same command to resume (finished work is kept)" if resume_hint else ""
+        sys.stderr.write(f"interrupted{hint}\n")
+        raise typer.Exit(130)
+
+
+def open_run(run_dir: Path, **updates: Any):
+    """An existing run and its stored config, with ``updates`` (dotted keys) validated like a config."""
+    from privaudit.config import dump_config, parse_config, set_path
+    from privaudit.runtime.run import Run
+
+    run = Run.open(run_dir)
+    cfg = run.config()
+    if updates:
+        data = yaml.safe_load(dump_config(cfg))
+        for key, value in updates.items():
+            set_path(data, key, value)
+        cfg = parse_config(data, "command line")
+    return run, cfg

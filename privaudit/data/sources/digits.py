@@ -1,0 +1,35 @@
+"""digits: scikit-learn's 8x8 handwritten digits (ships with scikit-learn: always offline)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from privaudit.data.dataset import Dataset, DatasetInfo
+from privaudit.data.sources._common import Source, _normalise_u8, _Req, _single_split
+from privaudit.errors import DataError
+
+
+def _load_digits(req: _Req) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    _single_split(req, 1797)
+    d = load_digits()
+    imgs = np.asarray(d.images, np.float64)
+    y = np.asarray(d.target, np.int64)
+    if imgs.shape != (1797, 8, 8) or y.shape != (1797,):
+        raise DataError(f"digits: scikit-learn returned images {list(imgs.shape)}, labels "
+                        f"{list(y.shape)}; expected [1797, 8, 8] and [1797]")
+    v = imgs / 16.0
+    mean, std = (float(v.mean()),), (float(v.std()),)  # the dataset's own statistics (all 1797)
+    imgs, y = req.take(imgs, y)
+    x = _normalise_u8(imgs[:, None], mean, std, scale=16.0)
+    return Dataset("digits", x, y, 10, mean, std)
+
+
+DIGITS = Source(DatasetInfo(
+    "digits", "8x8 handwritten digits (scikit-learn), values/16 normalised with its own mean/std",
+    "Alpaydin & Kaynak 1998, UCI Optical Recognition of Handwritten Digits (via sklearn load_digits)",
+    True, 1797, (1, 8, 8), 10, "ships with scikit-learn: nothing to get"),
+    _load_digits, order=10)
+
+SOURCES = (DIGITS,)

@@ -1,0 +1,91 @@
+"""Typed results, with one JSON form each (``to_json`` / ``from_json``): what ``metrics.json``
+holds, and what the console, the JSON files and the HTML report render (through
+:mod:`privaudit.report.format`, so they cannot disagree)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TPR_CONVENTION = {"strict": "TPR at the largest threshold whose FPR <= alpha (no interpolation)",
+                  "interp": "TPR linearly interpolated at FPR = alpha"}
+BALANCED_ACCURACY = "max over thresholds of 1 - (FPR + FNR) / 2"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A metric over targets: mean, spread over targets, and a 95% interval when computed."""
+
+    mean: float
+    std: float = 0.0
+    lo: float | None = None
+    hi: float | None = None
+
+    def to_json(self) -> dict[str, float]:
+        out = {"mean": self.mean, "std": self.std}
+        if self.lo is not None:
+            out |= {"lo": self.lo, "hi": self.hi}
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Estimate":
+        return cls(float(d["mean"]), float(d.get("std", 0.0)), d.get("lo"), d.get("hi"))
+
+
+@dataclass
+class AttackMetrics:
+    """One attack's metrics: per target, and summarised over targets."""
+
+    name: str
+    signal: str
+    targets: list[Any]
+    params: dict[str, Any]
+    per_target: list[dict[str, float]]
+    summary: dict[str, Estimate]
+    n_nonmembers: int                   # fewest non-members of any target (the FPR resolution)
+
+    def tpr_keys(self) -> list[str]:
+        return [k for k in self.summary if k.startswith("tpr@")]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "signal": self.signal, "targets": self.targets, "params": self.params,
+                "n_nonmembers_per_target": self.n_nonmembers, "per_target": self.per_target,
+                "summary": {k: v.to_json() for k, v in self.summary.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "AttackMetrics":
+        return cls(d["name"], d["signal"], list(d["targets"]), dict(d.get("params", {})), list(d["per_target"]),
+                   {k: Estimate.from_json(v) for k, v in d["summary"].items()}, int(d["n_nonmembers_per_target"]))
+
+
+@dataclass
+class MetricsDocument:
+    """``metrics.json``: every attack scored on one run at one epoch (or on the user's target)."""
+
+    run: str
+    epoch: int
+    n_models: int
+    targets: list[Any]
+    protocol: str
+    tpr_convention: str
+    intervals: str
+    attacks: dict[str, AttackMetrics] = field(default_factory=dict)
+    model: dict[str, Any] | None = None      # the audited target model, when there is one
+
+    @property
+    def many_targets(self) -> bool:
+        return len(self.targets) > 1
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"run": self.run, "epoch": self.epoch, "n_models": self.n_models, "targets": self.targets,
+               "protocol": self.protocol, "tpr_at_fpr": self.tpr_convention,
+               "balanced_accuracy": BALANCED_ACCURACY, "intervals": self.intervals,
+               "attacks": {k: a.to_json() for k, a in self.attacks.items()}}
+        if self.model is not None:
+            out["model"] = self.model
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "MetricsDocument":
+        return cls(d["run"], int(d["epoch"]), int(d["n_models"]), list(d["targets"]), d["protocol"], d["tpr_at_fpr"],
+                   d["intervals"], {k: AttackMetrics.from_json(a) for k, a in d["attacks"].items()}, d.get("model"))

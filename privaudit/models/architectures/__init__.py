@@ -1,0 +1,75 @@
+"""Single-model architectures (plain ``nn.Module``), one module per architecture: ``mlp`` (a
+fully connected network) and ``cnn`` (the small CNNs of Carlini et al.).
+
+Adding an architecture is adding one file here, ``<name>.py``, that ends with
+``ARCHITECTURE = Architecture("<name>", build_<name>, "one-line description")``; every module
+whose name does not start with ``_`` is collected into :data:`ARCHITECTURES`, and
+:func:`build_model` dispatches on ``ArchSpec.kind``. Rule for every architecture: no BatchNorm --
+its batch statistics would mix members and non-members and, stacked over models, couple the
+models of a group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import torch
+from torch import nn
+
+from privaudit.errors import ConfigError
+from privaudit.models.architectures._common import (  # _activation: re-exported
+    ACTIVATIONS,
+    Architecture,
+    ArchSpec,
+    _activation,
+)
+
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "ArchSpec", "Architecture", "build_model", "init_model",
+           "list_architectures"]
+
+
+def _collect() -> dict[str, Architecture]:
+    """name -> :class:`Architecture` from the ``ARCHITECTURE`` of each module of this package
+    whose name does not start with ``_`` (in module-name order). A module without one, or a name
+    registered twice, is a programming error and fails the import."""
+    found: dict[str, Architecture] = {}
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name.startswith("_"):
+            continue
+        full = f"{__name__}.{mod.name}"
+        arch = getattr(importlib.import_module(full), "ARCHITECTURE", None)
+        if not isinstance(arch, Architecture):
+            raise ImportError(f"{full} must define ARCHITECTURE = Architecture(name, build, "
+                              f"description)")
+        if arch.name in found:
+            raise ImportError(f"architecture {arch.name!r} is registered twice (again by {full})")
+        found[arch.name] = arch
+    return found
+
+
+ARCHITECTURES: dict[str, Architecture] = _collect()
+
+
+def list_architectures() -> list[tuple[str, str]]:
+    """``(name, one-line description)`` of every registered architecture."""
+    return [(a.name, a.description) for a in ARCHITECTURES.values()]
+
+
+def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """One freshly initialised model (initialisation uses torch's global RNG: seed it first)."""
+    arch = ARCHITECTURES.get(spec.kind)
+    if arch is None:
+        raise ConfigError(f"unknown architecture {spec.kind!r}; choose one of "
+                          f"{', '.join(ARCHITECTURES)}")
+    return arch.build(spec, input_shape, n_classes)
+
+
+def init_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int, seed: int) -> nn.Module:
+    """Model initialised from ``seed`` alone (so a model's init never depends on its group)."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return build_model(spec, input_shape, n_classes)
+    finally:
+        torch.random.set_rng_state(state)

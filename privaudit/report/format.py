@@ -1,0 +1,119 @@
+"""One rendering of a metrics document, shared by the console table and the HTML report (so the
+two cannot disagree): column headings, cells with their intervals and markers, and the footnote;
+and the plain number / interval / table helpers the studies render their tables with."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from privaudit.evaluation.results import AttackMetrics, Estimate, MetricsDocument
+
+UNRESOLVED = "†"
+
+
+def estimate_text(e: Estimate, percent: bool, spread: bool = True) -> str:
+    f, fmt = (100.0, "{:.2f}") if percent else (1.0, "{:.3f}")
+    text = fmt.format(e.mean * f)
+    if spread:
+        text += " ± " + fmt.format(e.std * f)
+    if e.lo is not None:
+        text += f" [{fmt.format(e.lo * f)}, {fmt.format(e.hi * f)}]"
+    return text
+
+
+def unresolved(fpr_key: str, n_nonmembers: int) -> bool:
+    """An FPR below 1 / (non-members per target): the TPR rests on zero false positives."""
+    return float(fpr_key[4:]) * n_nonmembers < 1
+
+
+def columns(doc: MetricsDocument) -> list[tuple[str, str]]:
+    """``(metric key, heading)`` for every column after the attack's name."""
+    first = next(iter(doc.attacks.values()))
+    return [("auc", "AUC"), ("balanced_accuracy", "bal. acc")] + \
+        [(k, f"TPR % @ FPR {float(k[4:]) * 100:g}%") for k in first.tpr_keys()]
+
+
+def row(doc: MetricsDocument, attack: AttackMetrics) -> list[str]:
+    cells = []
+    for key, _ in columns(doc):
+        if key not in attack.summary:
+            cells.append("-")
+            continue
+        text = estimate_text(attack.summary[key], key.startswith("tpr@"), doc.many_targets)
+        if key.startswith("tpr@") and unresolved(key, attack.n_nonmembers):
+            text += f" {UNRESOLVED}"
+        cells.append(text)
+    return cells
+
+
+def caption(doc: MetricsDocument) -> str:
+    n_neg = min(a.n_nonmembers for a in doc.attacks.values())
+    spread = "mean ± std over targets" if doc.many_targets else "value"
+    text = f"{spread} [95% bootstrap CI]; TPR is {doc.tpr_convention}; {n_neg} non-members" + \
+        (" per target" if doc.many_targets else "")
+    if any(UNRESOLVED in c for a in doc.attacks.values() for c in row(doc, a)):
+        text += f"; {UNRESOLVED} FPR < 1/{n_neg}: rests on zero false positives"
+    return text
+
+
+def title(doc: MetricsDocument) -> str:
+    return f"{doc.run}: {len(doc.targets)} targets, {doc.n_models} models, epoch {doc.epoch}"
+
+
+# -- plain numbers and tables (the studies' console tables and report sections) ---------------------
+
+def number(x: Any, fmt: str = ".3f") -> str:
+    """A number as text: ``-`` for None or NaN, ``∞`` / ``-∞`` for infinities."""
+    if x is None:
+        return "-"
+    x = float(x)
+    if math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    return format(int(x) if fmt.endswith("d") else x, fmt)
+
+
+def interval_text(value: Any, lo: Any, hi: Any, fmt: str = ".3f") -> str:
+    """``value [lo, hi]`` (each through :func:`number`); just the value when there is no interval."""
+    if (lo is None or hi is None) or (math.isnan(float(lo)) and math.isnan(float(hi))):
+        return number(value, fmt)
+    return f"{number(value, fmt)} [{number(lo, fmt)}, {number(hi, fmt)}]"
+
+
+@dataclass
+class TextTable:
+    """A table of text cells, rendered the same on the console (:meth:`rich`) and in the HTML
+    report (:meth:`html`), so the two cannot disagree."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    caption: str = ""
+
+    def add_row(self, *cells: str) -> None:
+        if len(cells) != len(self.columns):
+            raise ValueError(f"row of {len(cells)} cells for {len(self.columns)} columns")
+        self.rows.append([str(c) for c in cells])
+
+    def rich(self):
+        """A :class:`rich.table.Table` (cells are plain text, never console markup)."""
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=Text(self.title), caption=Text(self.caption) if self.caption else None)
+        short_labels = max((len(r[0]) for r in self.rows), default=0) <= 48
+        for i, col in enumerate(self.columns):
+            table.add_column(Text(col), no_wrap=i == 0 and short_labels)   # long questions may wrap
+        for row in self.rows:
+            table.add_row(*(Text(c) for c in row))
+        return table
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(c).replace(chr(10), '<br>')}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        caption = f"<p class=note>{html.escape(self.caption)}</p>" if self.caption else ""
+        return f"<h3>{html.escape(self.title)}</h3><table><tr>{head}</tr>{body}</table>{caption}"

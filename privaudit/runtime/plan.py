@@ -1,0 +1,90 @@
+"""What a run config implies, computed in one place: the architecture, the recipe, the groups of
+models, the checkpoint epochs, the queries, how tasks are scheduled, and a trained group loaded
+back from its file."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+
+from privaudit.config import RunConfig
+from privaudit.device import resolve_device
+from privaudit.models.architectures import ArchSpec
+from privaudit.runtime.run import Layout, Run
+from privaudit.training.augment import query_grid
+from privaudit.training.recipe import Recipe
+
+
+def arch_spec(cfg: RunConfig) -> ArchSpec:
+    m = cfg.model
+    return ArchSpec(kind=m.arch, hidden=tuple(m.hidden), width=m.width, depth=m.depth, activation=m.activation)
+
+
+def recipe(cfg: RunConfig) -> Recipe:
+    t = cfg.training
+    return Recipe(epochs=t.epochs, batch_size=t.batch_size, optimizer=t.optimizer, lr=t.lr,
+                  momentum=t.momentum, weight_decay=t.weight_decay, schedule=t.schedule,
+                  milestones=tuple(t.milestones), gamma=t.gamma, mirror=t.mirror, shift=t.shift,
+                  checkpoints=tuple(t.checkpoints))
+
+
+def groups(cfg: RunConfig) -> list[list[int]]:
+    """Model ids split into groups of ``models_per_group`` (the last one may be smaller)."""
+    m, k = cfg.population.n_models, cfg.population.models_per_group
+    return [list(range(s, min(s + k, m))) for s in range(0, m, k)]
+
+
+def signal_epochs(cfg: RunConfig) -> list[int]:
+    """Epochs whose models are queried: every checkpoint and the final one."""
+    return sorted(set(cfg.training.checkpoints) | {cfg.training.epochs})
+
+
+def queries(cfg: RunConfig) -> list[tuple[bool, int, int]]:
+    q = cfg.queries
+    return query_grid(mirror=q.mirror, shift=q.shift, stride=q.stride)
+
+
+def uses_gpu(cfg: RunConfig) -> bool:
+    if cfg.training.executor == "ray":   # the Ray head itself may have no GPU
+        return cfg.training.device == "cuda" or (cfg.training.device == "auto" and torch.cuda.is_available())
+    return resolve_device(cfg.training.device).type == "cuda"
+
+
+def schedule(cfg: RunConfig) -> dict[str, Any]:
+    """How the executor runs the groups: ``workers`` CPU processes (on a GPU one after another in
+    this process), or Ray tasks with one GPU each when the run uses a GPU."""
+    gpu = uses_gpu(cfg)
+    return {"workers": 1 if gpu else cfg.training.workers, "executor": cfg.training.executor,
+            "gpus_per_task": 1.0 if gpu else 0.0}
+
+
+def load_group(run: Run, cfg: RunConfig, model_ids: list[int], epoch: int | None = None):
+    """The trained group of ``model_ids`` at checkpoint ``epoch`` (default: final), on the run's device."""
+    from privaudit.models.group import group_from_state
+    from privaudit.training.trainer import choose_backend
+
+    final = epoch is None or epoch == cfg.training.epochs
+    blob = run.load_torch(Layout.group_models(model_ids, None if final else epoch))
+    info = run.pool_info()
+    device = resolve_device(cfg.training.device)
+    backend = choose_backend(arch_spec(cfg), cfg.training.backend, device)
+    group = group_from_state(arch_spec(cfg), tuple(info["input_shape"]), info["n_classes"], blob["state"], backend)
+    return group.to(device)
+
+
+@contextmanager
+def progress(console, description: str, total: int, unit: str) -> Iterator[Any]:
+    """A progress bar with units on ``console`` (none when ``console`` is None); yields ``advance(n)``."""
+    if console is None:
+        yield lambda n=1: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

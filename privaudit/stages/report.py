@@ -1,0 +1,83 @@
+"""Stage ``report``: plots and the self-contained ``report/index.html``, built from what the run
+holds (``metrics.json``, saved scores, the target's results, curvature, every study's section),
+so the report never disagrees with the files next to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from privaudit.config import RunConfig, dump_config
+from privaudit.evaluation.results import MetricsDocument
+from privaudit.runtime.run import Layout, Run
+
+
+def report(run: Run, cfg: RunConfig, console=None, *, epoch: int | None = None) -> Path:
+    """Write the report of ``epoch`` (default: final) and return its path."""
+    from privaudit.report import html as rh
+    from privaudit.report.plots import histograms, roc_loglog
+    from privaudit.studies import studies
+
+    epoch = epoch or cfg.training.epochs
+    doc = MetricsDocument.from_json(run.load_json(Layout.epoch_metrics(epoch)))
+    keep = run.keep()
+    labels = run.labels()
+    scores = {k: run.load_npy(Layout.scores(k, epoch))[: len(a.targets)] for k, a in doc.attacks.items()}
+    keep_t = keep[: len(doc.targets)]
+    roc_png = roc_loglog({k: (s, keep_t[: len(s)]) for k, s in scores.items()},
+                         run.path(Layout.results(epoch, "roc.png")),
+                         title=f"{cfg.name}: ROC, mean over {len(doc.targets)} targets")
+    hist_png = histograms({k: (s[0], keep[0]) for k, s in scores.items()},
+                          run.path(Layout.results(epoch, "score_histograms.png")), title="target model 0")
+    sections = [("Attacks", rh.metrics_html(doc)), ("ROC (log-log)", rh._img(roc_png)),
+                ("Score distributions", rh._img(hist_png))]
+    if cfg.target is not None and epoch == cfg.training.epochs and run.has(Layout.target_metrics):
+        sections.insert(0, _target_section(run, cfg))
+    sections.append(_vulnerable_section(run, epoch, labels, keep))
+    if run.has(Layout.epoch_slices(epoch)):
+        sections.append(("Per-slice AUC", rh.slices_html(run.load_json(Layout.epoch_slices(epoch)))))
+    if run.has(Layout.signal("curvature", epoch)):
+        curv = run.load_npy(Layout.signal("curvature", epoch)).mean(axis=-1)
+        png = histograms({"all models": (curv.ravel(), keep.ravel()), "target model 0": (curv[0], keep[0])},
+                         run.path(Layout.results(epoch, "curvature_histogram.png")), xlabel="curvature", log_x=True,
+                         title="input loss curvature: members (train) vs non-members (test)")
+        medians = f"median curvature: members {np.median(curv[keep]):.3g}, non-members {np.median(curv[~keep]):.3g}"
+        sections.append(("Input loss curvature", rh._img(png) + f"<p class=note>{medians}</p>"))
+    if epoch == cfg.training.epochs:
+        sections += [s for study in studies() if (s := study.report_section(run)) is not None]
+    sections.append(("Configuration", f"<pre>{rh.html.escape(dump_config(cfg))}</pre>"))
+    rel = Layout.report if epoch == cfg.training.epochs else Layout.epoch_report(epoch)
+    run.save_text(rel, rh.render_report(title=f"privaudit report: {cfg.name}", sections=sections))
+    run.mark("report", epoch=epoch)
+    return run.path(rel)
+
+
+def _target_section(run: Run, cfg: RunConfig) -> tuple[str, str]:
+    from privaudit.report import html as rh
+    from privaudit.report.plots import roc_loglog
+
+    doc = MetricsDocument.from_json(run.load_json(Layout.target_metrics))
+    members = run.load_npy(Layout.target_members)
+    curves = {k: (run.load_npy(Layout.target_scores(k))[None], members[None]) for k in doc.attacks}
+    png = roc_loglog(curves, run.path(Layout.target_file("roc.png")), title="your target model: ROC")
+    return ("Your target model", f"<p class=note>the given model, attacked with all {cfg.population.n_models} "
+            "population models as references</p>" + rh.metrics_html(doc) + rh._img(png))
+
+
+def _vulnerable_section(run: Run, epoch: int, labels: np.ndarray, keep: np.ndarray) -> tuple[str, str]:
+    from privaudit.evaluation.per_sample import privacy_score
+    from privaudit.report import html as rh
+
+    risk = privacy_score(run.signal("phi", epoch), keep)
+    run.save_npy(Layout.results(epoch, "privacy_score.npy"), risk)
+    top = np.argsort(-np.nan_to_num(risk, nan=-np.inf))[:20]
+    info = run.pool_info()
+    x, _ = run.pool()
+    grid = rh.sample_grid(x, top, [f"#{i} y={labels[i]} d={risk[i]:.1f}" for i in top], info.get("mean"),
+                          info.get("std"))
+    rows = "".join(f"<tr><td>{i}</td><td>{labels[i]}</td><td>{risk[i]:.2f}</td></tr>" for i in top)
+    return ("Most vulnerable samples", "<p class=note>per-sample privacy score d(x) = |mu_in - mu_out| / "
+            "(sigma_in + sigma_out) of phi over all models (Carlini et al. 2022, Sec. VII-B); full array in "
+            f"{Layout.results(epoch, 'privacy_score.npy')}</p>" + grid +
+            f"<table><tr><th>sample</th><th>label</th><th>d(x)</th></tr>{rows}</table>")
