@@ -38,6 +38,14 @@ def write_config(tmp_path: Path, data: dict, name: str = "cfg.yaml") -> Path:
     return path
 
 
+def recorded(run_dir: Path) -> set[str]:
+    """Artifacts the run's manifest records as complete (empty while it is being replaced)."""
+    try:
+        return set(json.loads((run_dir / "manifest.json").read_text())["artifacts"])
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "privaudit.cli", *args], capture_output=True, text=True,
                           cwd=cwd or REPO, env=os.environ | {"COLUMNS": "200"})
@@ -67,13 +75,14 @@ def test_resume_after_sigkill_trains_only_missing_groups(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     models = tmp_path / "a" / "small" / "models"
     deadline = time.time() + 600
-    while not (models / "models_0000-0001.pt").exists() and time.time() < deadline and proc.poll() is None:
+    while "models/models_0000-0001.pt" not in recorded(models.parent) and time.time() < deadline \
+            and proc.poll() is None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = sorted(p.name for p in models.glob("models_*.pt"))
     assert 1 <= len(done) < 4, f"kill came too late or too early: {done}"
-    first_mtime = (models / "models_0000-0001.pt").stat().st_mtime_ns
+    first_mtime = (models / "models_0000-0001.pt").stat().st_mtime_ns   # recorded: must not be retrained
 
     resumed = cli("run", str(cfg_a))
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -7,10 +7,11 @@ import torch
 from privaudit.data.membership import make_keep
 from privaudit.errors import ConfigError
 from privaudit.models.architectures import ArchSpec
-from privaudit.models.group import WideMLP, group_from_state
+from privaudit.models.group import VmapGroup, WideMLP, group_from_state, stack_states
 from privaudit.training.augment import query_grid, shift_and_mirror
 from privaudit.training.recipe import Recipe
-from privaudit.training.trainer import epoch_plan, steps_per_epoch, train_group
+from privaudit.models.architectures import init_model
+from privaudit.training.trainer import epoch_plan, steps_per_epoch, train_group, training_threads
 
 
 def test_balanced_design_puts_each_sample_in_exactly_half():
@@ -87,7 +88,7 @@ def test_grouping_does_not_change_a_model():
     together = train_group(x, y, keep, [0, 1, 2, 3], spec=spec, recipe=rec, n_classes=3, root_seed=0, steps=steps)
     alone = train_group(x, y, keep, [2], spec=spec, recipe=rec, n_classes=3, root_seed=0, steps=steps)
     for name, t in together.state().items():
-        assert torch.allclose(t[2], alone.state()[name][0], atol=1e-5), name
+        assert torch.equal(t[2], alone.state()[name][0]), name
 
 
 def test_cnn_loop_backend_trains_with_augmentation_and_checkpoints():
@@ -120,3 +121,48 @@ def test_wide_mlp_matches_its_single_models():
         stacked = group.forward(x)
         singles = torch.stack([m(x) for m in group.models()])
     assert torch.allclose(stacked, singles, atol=1e-5)
+
+
+@pytest.mark.parametrize("hidden", [(8,), (7, 5)])   # (7, 5): weight blocks not 64-byte multiples
+def test_wide_mlp_input_derivatives_match_vmap_up_to_second_order(hidden):
+    """The curvature estimators differentiate ``forward_each`` twice w.r.t. its input: the stacked
+    layer's custom backward must be differentiable and agree with the ``vmap`` backend."""
+    spec = ArchSpec("mlp", hidden, activation="tanh")
+    state = stack_states([init_model(spec, (13,), 3, seed=s) for s in range(3)])
+    wide, vmap = WideMLP(spec, (13,), 3, state), VmapGroup(spec, (13,), 3, state)
+    g = torch.Generator().manual_seed(0)
+    x, v = torch.randn(3, 27, 13, generator=g), torch.randn(3, 27, 13, generator=g)
+    y = torch.randint(0, 3, (3, 27), generator=g)
+    out = []
+    for group in (wide, vmap):
+        xk = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(group.forward_each(xk).reshape(-1, 3), y.reshape(-1), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xk, create_graph=True)
+        (hv,) = torch.autograd.grad((grad * v).sum(), xk)
+        out.append((grad.detach(), hv))
+    assert torch.allclose(out[0][0], out[1][0], atol=1e-6) and torch.allclose(out[0][1], out[1][1], atol=1e-5)
+    # and the parameter gradient of the custom layer matches autograd's through vmap
+    for group in (wide, vmap):
+        group.zero_grad()
+        torch.nn.functional.cross_entropy(group.forward_each(x).reshape(-1, 3), y.reshape(-1)).backward()
+    for i, name in enumerate(wide.linear_names):
+        grad_w = wide.weights[i].grad[:, :wide.weight(i)[0].numel()].reshape(3, *wide.shapes[i])
+        grad_v = vmap.stacked[vmap.names.index(f"{name}.weight")].grad[:, :grad_w[0].numel()]
+        assert torch.allclose(grad_w.transpose(1, 2).reshape(3, -1), grad_v, atol=1e-6), name
+        assert not wide.weights[i].grad[:, grad_w[0].numel():].any()        # the padding gets no gradient
+
+
+def test_training_pins_one_thread_and_restores_the_callers():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = []
+        x, y = _toy()
+        keep = make_keep(2, len(y), seed=0)
+        train_group(x, y, keep, [0], spec=ArchSpec("mlp", (8,)), recipe=Recipe(epochs=1, batch_size=16), n_classes=3,
+                    root_seed=0, steps=2, on_progress=lambda n: seen.append(torch.get_num_threads()))
+        assert seen == [1] and torch.get_num_threads() == 2
+        with training_threads("cuda"):           # a GPU run keeps the caller's threads
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

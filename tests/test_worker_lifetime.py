@@ -61,12 +61,14 @@ def start_run(tmp_path: Path):
     script.write_text(SCRIPT)
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(tmp_path / "stderr", "w") as err:   # a file, not a pipe: a leaked process cannot hold it open
+        proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=tmp_path, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=err)
     started = wait_until(lambda: len(list(out.glob("pid_*"))) == 2, timeout=60)
     if not started:
         proc.kill()
-        pytest.fail(f"the workers did not start: {proc.communicate()}")
+        proc.wait()
+        pytest.fail(f"the workers did not start: {(tmp_path / 'stderr').read_text()}")
     time.sleep(0.2)  # both pid files fully written
     pids = [int(p.read_text()) for p in out.glob("pid_*")]
     assert all(alive(p) for p in pids) and proc.pid not in pids
@@ -89,7 +91,6 @@ def test_sigkill_of_the_main_process_kills_its_workers(tmp_path):
         assert not list(out.glob("finished_*"))
     finally:
         _cleanup(pids)
-        proc.communicate()
 
 
 def test_ctrl_c_stops_the_run_at_once_without_a_worker_traceback(tmp_path):
@@ -97,7 +98,8 @@ def test_ctrl_c_stops_the_run_at_once_without_a_worker_traceback(tmp_path):
     try:
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)      # a terminal's Ctrl-C: the whole foreground group
-        _, err = proc.communicate(timeout=15)
+        proc.wait(timeout=15)
+        err = (tmp_path / "stderr").read_text()
         assert time.monotonic() - t0 < 8
         assert proc.returncode == 130, err
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
@@ -108,7 +110,7 @@ def test_ctrl_c_stops_the_run_at_once_without_a_worker_traceback(tmp_path):
         _cleanup(pids)
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
 
 
 def test_the_poll_fallback_ends_a_worker_whose_parent_died(tmp_path):

@@ -1,8 +1,8 @@
 """A group of K models of one architecture behind one interface, whatever the backend.
 
 * :class:`WideMLP`: an MLP population stacked into one "wide" network (weights ``[K, in, out]``,
-  batched matmul over the model axis). On this CPU it trains tiny MLPs ~8x faster than a loop
-  (``benchmarks/RESULTS.md``).
+  batched matmul over the model axis). On one thread it trains the digits MLP 64-128-10 4x faster
+  than a per-model loop at K = 32-64 (``benchmarks/train_throughput.py``).
 * :class:`ModuleList`: K ordinary modules run one after another (channels_last for CNNs), the
   fastest way to train CNNs on a CPU.
 * :class:`VmapGroup`: stacked parameters through ``torch.func.vmap`` (any architecture).
@@ -48,9 +48,9 @@ def round_up(n: int, m: int) -> int:
 
 def pad_stack(stacked: torch.Tensor) -> torch.Tensor:
     """``[K, *shape]`` as a new zero-padded ``[K, S]`` buffer, ``S = numel`` rounded up to
-    :data:`LANE`: each model's block starts 256 bytes (float32) times k past the 64-byte aligned
-    allocation, and no model's elements fall in an elementwise kernel's scalar tail (which covers up
-    to 31 elements), whatever K and the model's position."""
+    :data:`LANE` elements: model k's block starts ``k * S`` elements past the (64-byte aligned)
+    allocation, so every model's elements meet the same alignment and vector lanes, and none falls
+    in an elementwise kernel's scalar tail (at most 31 elements), whatever K and k."""
     flat = stacked.detach().reshape(stacked.shape[0], -1)
     out = torch.zeros(stacked.shape[0], round_up(max(flat.shape[1], 1), LANE), dtype=flat.dtype,
                       device=flat.device)
@@ -60,7 +60,9 @@ def pad_stack(stacked: torch.Tensor) -> torch.Tensor:
 
 def unpad(buffer: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """The ``[K, *shape]`` view of a :func:`pad_stack` buffer."""
-    return buffer[:, :math.prod(shape)].view(buffer.shape[0], *shape)
+    n = math.prod(shape)
+    whole = n == buffer.shape[1]        # no slice when nothing is padded: its backward would copy
+    return (buffer if whole else buffer[:, :n]).view(buffer.shape[0], *shape)
 
 
 def aligned_rows(n: int, widths: tuple[int, ...], itemsize: int, elementwise: tuple[int, ...] = ()) -> int:
@@ -77,19 +79,31 @@ def aligned_rows(n: int, widths: tuple[int, ...], itemsize: int, elementwise: tu
     return round_up(max(n, 1), step)
 
 
+def _aligned(rows: int, cols: int, itemsize: int) -> bool:
+    return (rows * cols * itemsize) % ALIGN == 0
+
+
 def aligned_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.bmm(a, b)`` (``[K, m, n] @ [K, n, p]``) with each model's result block on an
     :data:`ALIGN`-byte boundary: where ``m * p`` elements are not a multiple of the boundary, the
     product is computed with ``b`` zero-padded to more columns and sliced back (the same columns
     for every model, so every model runs the same kernel)."""
     m, p = a.shape[1], b.shape[2]
-    unit = ALIGN // math.gcd(ALIGN, a.element_size())
     cols = p
-    while (m * cols) % unit:
+    while not _aligned(m, cols, a.element_size()):
         cols += 1
     if cols == p:
         return torch.bmm(a, b)
     return torch.bmm(a, F.pad(b, (0, cols - p)))[:, :, :p]
+
+
+def stacked_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``h [K, R, in] @ w [K, in, out] + b [K, 1, out]`` with every model's weight gradient on an
+    aligned block: autograd's own ``bmm`` backward where ``in * out`` elements fill whole
+    :data:`ALIGN`-byte blocks (the usual case), :class:`_StackedLinear` otherwise."""
+    if _aligned(w.shape[1], w.shape[2], w.element_size()):
+        return torch.baddbmm(b, h, w)
+    return _StackedLinear.apply(h, w, b)
 
 
 class _StackedLinear(torch.autograd.Function):
@@ -182,7 +196,7 @@ class WideMLP(ModelGroup):
     def _layers(self, h: torch.Tensor) -> torch.Tensor:
         last = len(self.weights) - 1
         for i in range(len(self.weights)):
-            h = _StackedLinear.apply(h, self.weight(i), self.bias(i))
+            h = stacked_linear(h, self.weight(i), self.bias(i))
             if i < last:
                 h = self.act(h)
         return h

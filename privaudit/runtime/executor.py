@@ -1,11 +1,14 @@
 """Run independent tasks (training or querying one group of models) in-process or in a pool of
 worker processes, with one progress bar fed by the workers.
 
-Two processes with one thread each train and query faster than one process with two threads on
-a 2-core CPU (``benchmarks/RESULTS.md``: the stacked trainer's models-per-second, and the
-end-to-end audit), so ``workers`` defaults to the core count and each worker pins torch to one
-thread. Tasks write their own artifacts atomically; the executor only schedules them, so a killed
-run leaves finished groups on disk and the rerun skips them.
+Two processes with one thread each beat one process with two threads on a 2-core CPU: two groups
+of 32 MLPs trained 1.2x faster in two one-thread workers than one after the other in one
+two-thread process (measured for the digits MLP 64-128-10 and a Purchase-sized
+600-512-256-128-100 MLP, ``benchmarks/train_throughput.py`` workloads, 2026-11-30). So
+``workers`` defaults to the core count and each worker pins torch to one thread (training pins one
+thread anyway, see :mod:`privaudit.training.trainer`). Tasks write their own artifacts atomically;
+the executor only schedules them, so a killed run leaves finished groups on disk and the rerun
+skips them.
 
 Workers never outlive the run that started them, and never see Ctrl-C:
 
@@ -63,7 +66,11 @@ def _configure_worker() -> None:
 
 
 def _die_with_parent(parent: int) -> str:
-    """Make this process end when ``parent`` does; exit now if it already has. Returns how."""
+    """Make this process end when ``parent`` does; exit now if it already has. Returns how.
+
+    The kernel sends the death signal when the *thread* that started this process ends, so
+    :func:`run_tasks` must run in a thread that outlives its pool (it blocks until the pool is
+    done, so any caller does)."""
     how = "poll"
     if sys.platform.startswith("linux"):
         try:

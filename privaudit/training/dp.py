@@ -7,8 +7,7 @@ One step of model k (Abadi et al. 2016, Alg. 1, lines "Compute gradient", "Clip 
   ``q = B / N_k``; variable sizes are padded with masked-out rows) or a shuffled fixed batch
   (``trainer.epoch_plan``, the non-DP order);
 * per-sample gradients ``g_i = grad_theta loss(theta_k; x_i, y_i)`` by
-  ``vmap(vmap(grad(loss)))`` over (models, samples) of ``functional_call`` on one base module,
-  in chunks of :func:`chunk_rows` rows per model;
+  ``vmap(vmap(grad(loss)))`` over (models, samples) of ``functional_call`` on one base module;
 * per-sample clipping of each model's own gradient: ``g_i * min(1, C / ||g_i||)`` with the global
   norm over all parameters of that model for that sample (models never mix);
 * ``g = (sum_i clip(g_i) + N(0, sigma^2 C^2 I)) / B`` (B the *expected* batch size, as Opacus);
@@ -24,11 +23,16 @@ Deliberately broken variants (``dp.bug``) claim the same eps as the correct one:
 ``clip_after_average`` clips the batch-averaged (unclipped) gradient instead of each sample's.
 
 A model's initialisation, batches and noise depend only on ``(root seed, model index)``, and so
-does its arithmetic, bit for bit on a CPU: the Poisson batches of a group are padded to a multiple
-of :func:`chunk_rows` (a function of the batch size alone), each chunk's per-sample gradients are
-computed in the same ``[K, chunk]`` shape whatever the group, summed per chunk, and the chunk sums
-added in order (a model's all-padding chunks add exact zeros). Padding every batch to the group's
-largest one instead made a model's sum, and so the model, depend on its group-mates' batch sizes.
+does its arithmetic, bit for bit on a CPU. The K models' batches are padded (masked rows) to a
+common length, which for Poisson batches depends on the group: the largest batch of the step. So
+the length is rounded up to a multiple of :data:`ROW_BLOCK` rows (every model's block of a float32
+``[K, rows, w]`` tensor then starts on a 64-byte boundary), a sample's per-sample gradient does not
+depend on the padded length (measured for MLPs and CNNs, 16 to 512 rows), and the clipped
+gradients are summed block by block of :data:`ROW_BLOCK` rows, the block sums added in order
+(:func:`clipped_sum`), so that a model's padding blocks add exact zeros. Before, a model's sum was
+one matmul over the padded length, and came out different in the last bit depending on its
+group-mates' batch sizes. CNNs on a CPU (the ``loop`` backend) get their per-sample gradients one
+model at a time (:func:`_clipped_sums`).
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ from privaudit.config import DPConfig
 from privaudit.device import as_device
 from privaudit.errors import ConfigError
 from privaudit.models.architectures import ArchSpec, build_model, init_model
-from privaudit.models.group import ModelGroup, VmapGroup, group_from_state, round_up, stack_states
+from privaudit.models.group import ModelGroup, VmapGroup, aligned_bmm, group_from_state, round_up, stack_states
 from privaudit.training.augment import draw_augmentations, shift_and_mirror
 from privaudit.training.recipe import Recipe, make_optimizer
 from privaudit.training.trainer import (CheckpointFn, ProgressFn, choose_backend, end_of_epoch, epoch_plan,
                                         model_seed, set_lr, training_threads)
 
 Grads = dict[str, torch.Tensor]
+ROW_BLOCK = 16   # a batch's padded length is a multiple of this many rows (64 bytes of float32)
 
 
 # -- accounting (Opacus) ---------------------------------------------------------------------------
@@ -195,22 +200,38 @@ def clip_per_sample(grads: Grads, max_norm: float, mask: torch.Tensor | None = N
     return {n: g * _expand(factor, g) for n, g in grads.items()}, norms
 
 
-def chunk_sum(grads: Grads, mask: torch.Tensor, *, max_norm: float, bug: str = "none") -> Grads:
-    """One chunk's contribution to each model's gradient sum ``[K, ...]`` from per-sample ``grads
-    [K, b, ...]`` and ``mask [K, b]`` (1 = real row): ``sum_i clip(g_i)``, or for the
-    ``clip_after_average`` bug the unclipped ``sum_i g_i``. A plain sum over the chunk's rows (a
-    reduction whose order depends on ``b`` alone), never a matmul over the model axis."""
+def clipped_sum(grads: Grads, mask: torch.Tensor, *, max_norm: float, bug: str = "none") -> Grads:
+    """Each model's gradient sum ``[K, ...]`` from per-sample ``grads [K, b, ...]`` and ``mask
+    [K, b]`` (1 = real row): ``sum_i clip(g_i)``, or for the ``clip_after_average`` bug the unclipped
+    ``sum_i g_i``. With ``b`` a multiple of :data:`ROW_BLOCK`, summed in a fixed order: each block
+    of rows on its own, then the block sums one after another, so padding blocks at the end add
+    exact zeros and the result does not depend on ``b``."""
     if bug == "clip_after_average":
-        return {n: (g * _expand(mask, g)).sum(1) for n, g in grads.items()}
-    if bug not in ("none", "noise_not_scaled"):
+        weight = mask
+    elif bug in ("none", "noise_not_scaled"):
+        weight, _ = clip_factors(grads, max_norm, mask)
+    else:
         raise ConfigError(f"unknown DP bug {bug!r}; choose none, noise_not_scaled or clip_after_average")
-    factor, _ = clip_factors(grads, max_norm, mask)
-    return {n: (g * _expand(factor, g)).sum(1) for n, g in grads.items()}
+    return {n: _blockwise_sum(g, weight) for n, g in grads.items()}
+
+
+def _blockwise_sum(g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``sum_i weight[k, i] * g[k, i]`` as one weighted sum per block of :data:`ROW_BLOCK` rows (a
+    ``[1, block] @ [block, P]`` product of the same shape, on the same alignment, for every block and
+    model), then the blocks' sums added one after another."""
+    k, b = g.shape[:2]
+    block = ROW_BLOCK if b % ROW_BLOCK == 0 else b
+    n = b // block
+    sums = aligned_bmm(weight.reshape(k * n, 1, block), g.reshape(k * n, block, -1)).reshape(k, n, *g.shape[2:])
+    total = sums[:, 0]
+    for j in range(1, n):
+        total = total + sums[:, j]
+    return total
 
 
 def noisy_gradient(summed: Grads, noise: Grads, *, max_norm: float, sigma: float, expected_batch: float,
                    bug: str = "none") -> Grads:
-    """The noisy gradient of each model ``[K, ...]`` from the :func:`chunk_sum` totals and
+    """The noisy gradient of each model ``[K, ...]`` from the :func:`clipped_sum` totals and
     standard-normal ``noise [K, ...]``: ``(sum_i clip(g_i) + sigma * C * noise) / B`` — or a
     deliberately broken variant."""
     if bug == "clip_after_average":
@@ -226,15 +247,8 @@ def privatize(grads: Grads, mask: torch.Tensor, noise: Grads, *, max_norm: float
     """The noisy gradient of each model ``[K, ...]`` from per-sample ``grads [K, B, ...]``,
     ``mask [K, B]`` (1 = real row) and standard-normal ``noise [K, ...]``:
     ``(sum_i clip(g_i) + sigma * C * noise) / B`` — or a deliberately broken variant."""
-    summed = chunk_sum(grads, mask, max_norm=max_norm, bug=bug)
+    summed = clipped_sum(grads, mask, max_norm=max_norm, bug=bug)
     return noisy_gradient(summed, noise, max_norm=max_norm, sigma=sigma, expected_batch=expected_batch, bug=bug)
-
-
-def chunk_rows(batch_size: int) -> int:
-    """Rows per model in one per-sample-gradient pass: about a quarter of the expected batch,
-    rounded up to a multiple of 16 (so each model's block of a float32 ``[K, rows, w]`` tensor
-    starts on a 64-byte boundary). Depends on the batch size alone, never on the group."""
-    return round_up(max(1, math.ceil(batch_size / 4)), 16)
 
 
 # -- per-model randomness --------------------------------------------------------------------------
@@ -291,11 +305,10 @@ def _padded_batch(x: torch.Tensor, y: torch.Tensor, parts, recipe: Recipe, rows:
 def epoch_batches(x: torch.Tensor, y: torch.Tensor, model_ids: list[int], members: list[np.ndarray],
                   rates: np.ndarray, epoch: int, steps: int, recipe: Recipe, root_seed: int, sampling: str):
     """Yield the ``steps`` stacked batches of one epoch for the models ``model_ids``, each padded to
-    a multiple of :func:`chunk_rows` rows."""
-    chunk = chunk_rows(recipe.batch_size)
+    a multiple of :data:`ROW_BLOCK` rows."""
     if sampling == "shuffle":
         plans = [epoch_plan(root_seed, m, epoch, mem, steps, recipe) for m, mem in zip(model_ids, members)]
-        rows = round_up(recipe.batch_size, chunk)
+        rows = round_up(recipe.batch_size, ROW_BLOCK)
         for s in range(steps):
             parts = [(p.idx[s], (p.flip[s], p.dx[s], p.dy[s])) for p in plans]
             yield _padded_batch(x, y, parts, recipe, rows)
@@ -304,19 +317,21 @@ def epoch_batches(x: torch.Tensor, y: torch.Tensor, model_ids: list[int], member
                  for m, mem, q in zip(model_ids, members, rates)]
     for s in range(steps):
         parts = [p[s] for p in per_model]
-        yield _padded_batch(x, y, parts, recipe, round_up(max(1, *(len(sel) for sel, _ in parts)), chunk))
+        yield _padded_batch(x, y, parts, recipe, round_up(max(1, *(len(sel) for sel, _ in parts)), ROW_BLOCK))
 
 
-def _chunk_sums(base: torch.nn.Module, params: Grads, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-                per_model: bool, clip: dict[str, Any]) -> Grads:
-    """:func:`chunk_sum` of one chunk for all K models: stacked through ``vmap`` over the models,
-    or (``per_model``: the ``loop`` backend, CNNs on a CPU) one model after another. Stacked
-    convolutions become one grouped convolution over all K models, whose per-model result depends
-    on K in the last bit; a CPU gains nothing from stacking CNNs anyway."""
+def _clipped_sums(base: torch.nn.Module, params: Grads, batch: StepBatch, per_model: bool,
+                  clip: dict[str, Any]) -> Grads:
+    """:func:`clipped_sum` for all K models: their per-sample gradients stacked through ``vmap``
+    over the models, or (``per_model``: the ``loop`` backend, CNNs on a CPU) one model after
+    another. ``vmap`` runs the K models' convolutions as one grouped convolution, and a model's
+    per-sample gradients came out different in the last bit in groups of 1, 3 and 8; a CPU gains
+    nothing from stacking CNNs."""
     if not per_model:
-        return chunk_sum(per_sample_grads(base, params, x, y), mask, **clip)
-    parts = [chunk_sum(per_sample_grads(base, {n: p[k:k + 1] for n, p in params.items()}, x[k:k + 1], y[k:k + 1]),
-                       mask[k:k + 1], **clip) for k in range(x.shape[0])]
+        return clipped_sum(per_sample_grads(base, params, batch.x, batch.y), batch.mask, **clip)
+    parts = [clipped_sum(per_sample_grads(base, {n: p[k:k + 1] for n, p in params.items()}, batch.x[k:k + 1],
+                                          batch.y[k:k + 1]), batch.mask[k:k + 1], **clip)
+             for k in range(batch.x.shape[0])]
     return {n: torch.cat([part[n] for part in parts]) for n in parts[0]}
 
 
@@ -341,7 +356,6 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
     opt = make_optimizer(recipe, group.parameters())
     gens = _noise_generators(root_seed, model_ids)
     shapes = {n: p.shape[1:] for n, p in group.params().items()}
-    chunk = chunk_rows(recipe.batch_size)
     clip = dict(max_norm=dp.max_grad_norm, bug=dp.bug)
     per_model = choose_backend(spec, backend, device) == "loop"
     with training_threads(device):
@@ -350,13 +364,9 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
             for s, batch in enumerate(batches):
                 set_lr(opt, recipe, (epoch - 1) * steps + s, total)
                 params = {n: p.detach() for n, p in group.params().items()}
-                summed: Grads = {}
-                for lo in range(0, batch.x.shape[1], chunk):
-                    rows = slice(lo, lo + chunk)
-                    part = _chunk_sums(base, params, batch.x[:, rows].contiguous(), batch.y[:, rows].contiguous(),
-                                       batch.mask[:, rows].contiguous(), per_model, clip)
-                    summed = part if not summed else {n: summed[n] + part[n] for n in part}
-                noise = {n: t.to(x.device) for n, t in draw_noise(gens, shapes).items()}   # CPU generators: same draws anywhere
+                summed = _clipped_sums(base, params, batch, per_model, clip)
+                # CPU generators: the same draws on any device
+                noise = {n: t.to(x.device) for n, t in draw_noise(gens, shapes).items()}
                 group.set_grads(noisy_gradient(summed, noise, sigma=sigma, expected_batch=recipe.batch_size, **clip))
                 opt.step()
             end_of_epoch(group, epoch, recipe, model_ids, steps,
