@@ -71,7 +71,7 @@ def attack_metrics(curv: np.ndarray, keep: np.ndarray, labels: np.ndarray, targe
         scores = score_targets(get_attack(name), signal, keep, labels, targets)
         out[name] = summarize(scores, keep[targets], fprs=FPRS, n_boot=0)[1]
     out["threshold"] = summarize(-curv[targets], keep[targets], fprs=FPRS, n_boot=0)[1]
-    return {a: {m: round(v["mean"], 4) for m, v in s.items()} for a, s in out.items()}
+    return {a: {m: round(v["mean"], 4) if "mean" in v else v for m, v in s.items()} for a, s in out.items()}
 
 
 def mirror_check(cfg, run, x, y, keep, targets) -> dict:
@@ -83,7 +83,7 @@ def mirror_check(cfg, run, x, y, keep, targets) -> dict:
         res = {}
         for name in ("curv_zo_nll", "curv_zo_lr"):
             scores = score_targets(get_attack(name), curv[..., sl].astype(np.float64), keep, y.numpy(), targets)
-            res[name] = {m: round(v["mean"], 4)
+            res[name] = {m: round(v["mean"], 4) if "mean" in v else v
                          for m, v in summarize(scores, keep[targets], fprs=FPRS, n_boot=0)[1].items()}
         med = curv[..., sl].mean(-1)
         res["member_over_non_member"] = float(np.median(med[keep]) / np.median(med[~keep]))

@@ -42,7 +42,8 @@ def main() -> None:
             results = score_and_report(run, cfg)
             times["attacks_and_report"] = round(time.perf_counter() - t, 2)
         times["total"] = round(time.perf_counter() - t_all, 2)
-        summary = {k: {m: round(r.summary[m]["mean"], 4) for m in ("auc", "tpr@0.01", "tpr@0.001")}
+        summary = {k: {m: round(r.summary[m]["mean"], 4) for m in ("auc", "tpr@0.01", "tpr@0.001")
+                       if "mean" in r.summary.get(m, {})}
                    for k, r in results.items()}
     print(json.dumps({"config": args.config, "n_models": cfg.population.n_models, "seconds": times,
                       "metrics_mean": summary}, indent=2))

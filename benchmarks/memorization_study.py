@@ -54,7 +54,7 @@ def condense(doc: dict) -> dict:
             continue
         tables[label] = {g: ({"skipped": r["skipped"]} if "skipped" in r else
                              {"n": r["n"], "auc": [_r(r["auc"]["mean"]), _r(r["auc"]["lo"]), _r(r["auc"]["hi"])],
-                              "tpr": [_r(r[key]["mean"]), _r(r[key]["lo"]), _r(r[key]["hi"])],
+                              "tpr": [_r(r[key].get("mean")), _r(r[key].get("lo")), _r(r[key].get("hi"))],
                               "tpr_global": _r(r["tpr_global"]["mean"]), "fpr_resolution": _r(r["fpr_resolution"], 5)})
                          for g, r in res["groups"].items()}
     curve = _curve_summary(doc["budget"]["curve"], key)

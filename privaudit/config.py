@@ -200,7 +200,7 @@ class TargetConfig(Strict):
 
 class EvaluationConfig(Strict):
     targets: Int = Field(8, ge=1)    # leave-one-model-out over this many target models
-    fprs: tuple[Float, ...] = (1e-2, 1e-3, 1e-4)
+    fprs: tuple[Float, ...] = (1e-2,)   # add lower FPRs when each target has >= 1/alpha non-members
     tpr_mode: Literal["strict", "interp"] = "strict"
     bootstrap: Int = Field(200, ge=0)
     seed: Int = 0

@@ -244,6 +244,34 @@ def test_one_run_grows_with_m_under_perfect_separation():
     assert out[0] < out[1] < out[2]
 
 
+def test_power_is_the_bound_of_a_perfect_attack_and_caps_every_bound():
+    rng = np.random.default_rng(3)
+    m, kp, kn, d, p = 400, 40, 40, 1e-5, 0.05 / 15
+    inc = rng.random(m) < 0.5
+    power = A.one_run_power(m, kp, kn, delta=d, p_target=p)
+    assert power == pytest.approx(A.eps_one_run(inc.astype(float), inc, k_pos=kp, k_neg=kn, delta=d,
+                                                p_target=p).eps_lb)
+    assert power > 0
+    for eps in (0.5, 2.0, 8.0):
+        score = np.where(rng.random(m) < 1 / (1 + math.exp(-eps)), inc, ~inc).astype(float)
+        assert A.eps_one_run(score, inc, k_pos=kp, k_neg=kn, delta=d, p_target=p).eps_lb <= power
+    n_pos, n_neg = 9, 7
+    cp_power = A.clopper_pearson_power(n_pos, n_neg, delta=d, alpha=0.05)
+    assert cp_power == pytest.approx(A.eps_lower_bound(np.ones(n_pos), np.zeros(n_neg), delta=d, alpha=0.05,
+                                                       threshold=0.5).eps_lb)
+    for threshold in ("bonferroni", "split", 0.5):
+        for eps in (1.0, 4.0, 20.0):
+            pos, neg = _rr(eps, n_pos, rng)[0], _rr(eps, n_neg, rng)[1]
+            try:
+                b = A.eps_lower_bound(pos, neg, delta=d, alpha=0.05, threshold=threshold).eps_lb
+            except SignalError:            # an empty split half
+                continue
+            assert b <= cp_power + 1e-12
+    assert A.clopper_pearson_power(0, 5, delta=d) == 0.0
+    with pytest.raises(ValueError):
+        A.one_run_power(10, 8, 8, delta=d)
+
+
 def test_one_run_valid_randomized_response():
     # each canary's score is eps-DP randomized response of its inclusion bit
     rng = np.random.default_rng(2)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from privaudit.cli import app
 from privaudit.config import parse_config
 from privaudit.data.canaries import KINDS
-from privaudit.evaluation.audit import eps_lower_bound
+from privaudit.evaluation.audit import clopper_pearson_power, eps_lower_bound, eps_one_run, one_run_power
 from privaudit.runtime.run import Layout, Run
 from privaudit.stages import dp_audit
 from privaudit.stages.prepare import prepare
@@ -77,12 +77,71 @@ def test_a_claim_below_the_leakage_is_refuted_and_one_above_is_not(tmp_path):
     assert claimed == pytest.approx(recorded["epsilon"])
     assert claimed < 2.0 < doc["bounds"]["clopper_pearson"]["eps_lb"]
     assert doc["bounds"]["clopper_pearson"]["violates_claim"] and doc["verdict"].startswith("CLAIM REFUTED")
+    # the verdict rests on a valid bound (here the one-run audit), not on the pooled one
+    assert doc["bounds"]["one_run"]["violates_claim"] and "one-run" in doc["verdict"]
     weak = tmp_path / "weak"
     cfg2, run2, _, _ = _fake_run(weak, eps_true=0.2, dp=dp)
     with run2.writer():
         doc2 = dp_audit.audit(run2, cfg2, alpha=0.05)
     assert not doc2["bounds"]["clopper_pearson"]["violates_claim"]
-    assert doc2["verdict"].startswith("consistent")
+    assert doc2["verdict"].startswith("consistent") and "could certify at most eps" in doc2["verdict"]
+
+
+DP_2 = {"noise_multiplier": 2.0, "delta": 1e-5, "max_grad_norm": 1.0}     # claims eps ~ 2.04 after 3 epochs
+
+
+def test_pooled_bound_over_correlated_samples_does_not_refute(tmp_path):
+    """Few models, many canaries each, scores sharing a per-model offset: the pooled Clopper-Pearson
+    bound (which counts the 4 x 40 pairs as independent trials) exceeds the claim, the valid bounds
+    cannot -- not refuted, and the verdict says the design could not have refuted it."""
+    cfg, run, keep, _ = _fake_run(tmp_path, eps_true=3.0, dp=DP_2)
+    offset = np.random.default_rng(1).normal(0.0, 0.1, size=(keep.shape[0], 1))
+    with run.writer():
+        attack = cfg.attacks[0]
+        run.save_scores(attack.key, cfg.training.epochs, (keep + offset).astype(np.float32),
+                        attack.fingerprint() | {"source": None})
+        doc = dp_audit.audit(run, cfg, samples="canaries", targets=4, alpha=0.05)
+    claimed, b = doc["claimed_epsilon"], doc["bounds"]
+    assert b["clopper_pearson"]["eps_lb"] > claimed and b["clopper_pearson"]["violates_claim"]
+    assert b["clopper_pearson"]["valid_for_verdict"] is False
+    assert b["clopper_pearson"]["assumptions"].startswith("pooled (assumes independent samples")
+    for key in ("one_run", "clopper_pearson_per_model"):
+        assert b[key]["valid_for_verdict"] is True and b[key]["assumptions"]
+        assert b[key]["eps_lb"] <= b[key]["power_eps"] < claimed and not b[key]["violates_claim"]
+    assert len(b["clopper_pearson_per_model"]["samples"]) == 4           # one trial per target model
+    assert b["clopper_pearson_per_model"]["counts"]["n_pos"] + b["clopper_pearson_per_model"]["counts"]["n_neg"] == 4
+    assert doc["verdict"].startswith("consistent with the claim")
+    assert "cannot refute the claim at all" in doc["verdict"] and "not valid" in doc["verdict"]
+    assert "verdict_basis" in doc and "pooled" in doc["verdict_basis"]
+    assert run.load_json(Layout.audit)["verdict"] == doc["verdict"]
+    ok = cli("audit", str(run.root), "--samples", "canaries", "--targets", "4")
+    assert ok.exit_code == 0, ok.output[-2000:]
+    for text in ("Clopper-Pearson, pooled (Nasr et al. 2021)", "Clopper-Pearson, 1 trial/model (Nasr et al. 2021)",
+                 "one-run (Steinke et al. 2023)", "power", "NO (not used)", "cannot refute"):
+        assert text in " ".join(ok.stdout.split()), text
+
+
+def test_a_strongly_leaking_design_is_refuted_by_the_one_run_bound(tmp_path):
+    cfg, run, keep, scores = _fake_run(tmp_path, eps_true=8.0, dp=DP_2)
+    with run.writer():
+        doc = dp_audit.audit(run, cfg, samples="all", alpha=0.05)
+    one, claimed = doc["bounds"]["one_run"], doc["claimed_epsilon"]
+    assert one["valid_for_verdict"] and one["eps_lb"] > claimed and one["violates_claim"]
+    assert doc["verdict"].startswith("CLAIM REFUTED") and "one-run" in doc["verdict"]
+    assert doc["verdict_basis"].startswith("one-run")
+    # power: the same audit on perfectly separated scores, and no achieved bound above it
+    c, T = one["counts"], doc["samples"]["n_targets"]
+    perfect = eps_one_run(keep[0].astype(float), keep[0], k_pos=c["k_pos"], k_neg=c["k_neg"], delta=doc["delta"],
+                          p_target=0.05 / T).eps_lb
+    assert one["power_eps"] == pytest.approx(perfect) == pytest.approx(
+        one_run_power(c["m"], c["k_pos"], c["k_neg"], delta=doc["delta"], p_target=0.05 / T))
+    assert max(one["per_target_eps"]) <= one["power_eps"]
+    pm = doc["bounds"]["clopper_pearson_per_model"]
+    n_pos, n_neg = pm["counts"]["n_pos"], pm["counts"]["n_neg"]
+    assert pm["power_eps"] == pytest.approx(eps_lower_bound(np.ones(n_pos), np.zeros(n_neg), delta=doc["delta"],
+                                                            alpha=0.05, threshold=0.5).eps_lb)
+    assert pm["power_eps"] == pytest.approx(clopper_pearson_power(n_pos, n_neg, delta=doc["delta"], alpha=0.05))
+    assert pm["eps_lb"] <= pm["power_eps"]
 
 
 def test_cli_prints_the_table_and_rejects_bad_options(tmp_path):
@@ -146,5 +205,9 @@ def test_broken_dp_sgd_is_caught_and_the_correct_one_is_not(tmp_path, one_thread
     assert cp_broken["confidence"] == pytest.approx(0.95)
     assert cp_broken["eps_lb"] > 2 * broken["claimed_epsilon"], cp_broken          # by a wide margin
     assert cp_broken["violates_claim"] and broken["verdict"].startswith("CLAIM REFUTED")
+    # the verdict now rests on a valid bound (the one-run audit), not on the pooled one
+    assert broken["bounds"]["one_run"]["violates_claim"] and "one-run" in broken["verdict"]
     assert not cp_correct["violates_claim"] and not correct["bounds"]["one_run"]["violates_claim"]
+    assert not correct["bounds"]["clopper_pearson_per_model"]["violates_claim"]
+    assert correct["verdict"].startswith("consistent") and "could certify at most eps" in correct["verdict"]
     assert correct["attack_metrics_pooled"]["auc"] < 0.56 < 0.65 < broken["attack_metrics_pooled"]["auc"]

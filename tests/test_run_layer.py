@@ -408,3 +408,11 @@ if __name__ == "__main__":
         time.sleep(0.2)
     assert not alive, f"workers {alive} outlived their killed parent"
     assert not list(tmp_path.glob("finished_*"))
+
+
+def test_the_dp_audit_reaches_the_report(tiny_run):
+    result = cli("audit", str(tiny_run), "--attack", "lira_online", cwd=tiny_run.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    doc = json.loads((tiny_run / "results" / "audit.json").read_text())
+    page = (tiny_run / "report" / "index.html").read_text()
+    assert "DP audit" in page and doc["verdict"].split(";")[0] in page

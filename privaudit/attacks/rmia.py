@@ -22,8 +22,15 @@ Implementation notes:
   is evaluated as ``r(z) <= r(x) / gamma`` (``strict=True``: ``<``, the reference code's
   ``ratios > gamma``). Everything below (sorting, chunking, self-exclusion) uses this one
   comparison, so all code paths give identical integer counts.
-* ``population``: bool [n] mask of the samples acting as z (default: all). When x itself is in
-  Z its self-comparison is removed: the score counts over ``Z \\ {x}``.
+* ``population``: bool [n] mask of the samples acting as z (default: all). Every sample is
+  scored by the same function of ``r(x)``, so equal ratios get equal scores whether or not x is
+  in Z. Default (all samples): leave-one-out, each x against the n - 1 others (the self-comparison
+  removed). A partial mask: each x against all of Z, the fraction over ``|Z|`` -- exactly
+  ``Pr_{z ~ Z}`` of the paper (where Z is disjoint from the audited samples); a member of Z is
+  then also compared with itself, which passes only for ``gamma <= 1`` (``< 1`` if ``strict``),
+  exactly as a sample outside Z passes against its equal-ratio copy in Z. The official protocol:
+  ``population = ~target_keep`` (the target's non-members), or append a separate population set
+  to ``target``/``ref`` and mask only those rows (their own scores are then discarded).
 * Multiple queries, ``aug_combine="vote"`` (reference code ``majority_voting_tensor`` =
   ``torch.mode``): per query the boolean ``LR_a(x, z) >= gamma``, majority vote over queries
   (a tie counts as *not* passing, torch.mode's smallest mode), then the fraction over z.
@@ -127,9 +134,12 @@ def _rmia_from_ratios(r: np.ndarray, pop: np.ndarray, *, gamma: float, aug_combi
             count = _count_vote_dense(rz, t, strict, chunk_size)
         self_count = (2 * self_pass.sum(axis=1) > a).astype(np.int64)
         per = 1
-    count = count - np.where(pop, self_count, 0)
-    denom = per * (nz - pop.astype(np.int64))
-    return count / denom
+    if nz == n:
+        # Z = every audited sample: leave-one-out, each x against the n - 1 others
+        return (count - self_count) / (per * (n - 1))
+    # partial Z: every x against all of Z (its self-comparison included when x is in Z), so the
+    # score is one function of r(x) and ties never depend on whether x belongs to Z
+    return count / (per * nz)
 
 
 # ---------------------------------------------------------------------------------------------

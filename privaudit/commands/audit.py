@@ -24,22 +24,41 @@ def audit_table(doc: dict[str, Any]) -> Table:
                     f"({smp['n_samples']} samples x {smp['n_targets']} target models: {smp['n_in']} IN / "
                     f"{smp['n_out']} OUT trials), epoch {doc['epoch']}",
               caption=f"claimed eps: {claimed}; delta used: {doc['delta']:g}; pooled AUC {pooled['auc']:.3f}, "
-                      f"TPR@0.1% FPR {100 * pooled['tpr@0.001']:.2f}%\n{doc['verdict']}")
-    for col in ("bound", "eps lower bound", "confidence", "claimed eps", "exceeds claim", "how"):
-        t.add_column(col)
-    cp, one = doc["bounds"]["clopper_pearson"], doc["bounds"]["one_run"]
-    c = cp["counts"]
-    how_cp = (f"threshold {cp['details']['selection']} ({cp['threshold']:.4g}); TP {c['tp']}/{c['n_pos']}, "
-              f"FP {c['fp']}/{c['n_neg']}")
-    o = one["counts"]
-    how_one = (f"k+={o['k_pos']}, k-={o['k_neg']} of m={o['m']}: {o['v']}/{o['r']} correct on target "
-               f"{one['target']}; {one['selection']}")
+                      f"TPR@0.1% FPR {100 * pooled['tpr@0.001']:.2f}%\n{doc['verdict']}\nbasis: "
+                      f"{doc.get('verdict_basis', '-')}")
+    names = {"one_run": "one-run (Steinke et al. 2023)",
+             "clopper_pearson_per_model": "Clopper-Pearson, 1 trial/model (Nasr et al. 2021)",
+             "clopper_pearson": "Clopper-Pearson, pooled (Nasr et al. 2021)"}
+    t.add_column("bound", min_width=max(map(len, names.values())), no_wrap=True, overflow="fold")
+    for col in ("eps lower bound", "confidence", "claimed eps", "exceeds claim", "valid for verdict",
+                "power (perfect attack)", "assumptions", "how"):
+        t.add_column(col, overflow="fold")
+    bounds = doc["bounds"]
     claim_eps = None if claim is None else claim["epsilon"]
-    for name, b, how in (("Clopper-Pearson (Nasr et al. 2021)", cp, how_cp),
-                         ("one-run (Steinke et al. 2023)", one, how_one)):
+    for key, b in bounds.items():
         exceeds = "-" if b["violates_claim"] is None else ("[red]YES[/red]" if b["violates_claim"] else "no")
-        t.add_row(name, _eps(b["eps_lb"]), f"{b['confidence']:.0%}", _eps(claim_eps), exceeds, how)
+        valid = "yes" if b.get("valid_for_verdict") else "NO (not used)"
+        t.add_row(names.get(key, key), _eps(b["eps_lb"]), f"{b['confidence']:.0%}", _eps(claim_eps), exceeds,
+                  valid, _eps(b.get("power_eps")), _short(key, b), _how(key, b))
     return t
+
+
+def _short(key: str, b: dict[str, Any]) -> str:
+    """The assumptions in a few words (the full text is in audit.json)."""
+    if key == "one_run":
+        return "random IN/OUT per sample; k fixed in advance; Bonferroni over targets"
+    if key == "clopper_pearson_per_model":
+        return f"1 seeded trial per model ({b['counts']['n_pos'] + b['counts']['n_neg']}); models independent"
+    return "samples independent (false: several per model)"
+
+
+def _how(key: str, b: dict[str, Any]) -> str:
+    c = b["counts"]
+    if key == "one_run":
+        return (f"k+={c['k_pos']}, k-={c['k_neg']} of m={c['m']}: {c['v']}/{c['r']} correct on target "
+                f"{b['target']}; {b['selection']}")
+    thr = "-" if b["threshold"] is None else f"{b['threshold']:.4g}"
+    return f"threshold {b['details']['selection']} ({thr}); TP {c['tp']}/{c['n_pos']}, FP {c['fp']}/{c['n_neg']}"
 
 
 def audit(run_dir: Path = typer.Argument(..., help="an existing run directory"),
@@ -66,6 +85,10 @@ def audit(run_dir: Path = typer.Argument(..., help="an existing run directory"),
             doc = run_audit(run, cfg, attack=attack, alpha=alpha, delta=delta, threshold=threshold,
                             samples="canaries" if canaries_only else samples, targets=targets, k_pos=k_pos,
                             k_neg=k_neg, two_sided=not one_sided, epoch=epoch)
+            if doc["epoch"] == cfg.training.epochs and run.has(Layout.epoch_metrics(cfg.training.epochs)):
+                from privaudit.stages.report import report
+
+                report(run, cfg)   # the report shows the audit too
         console.print(audit_table(doc))
         e = doc["epoch"]
         console.print(f"audit: {run.path(Layout.audit if e == cfg.training.epochs else Layout.epoch_audit(e))}")

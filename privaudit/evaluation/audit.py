@@ -40,6 +40,8 @@ __all__ = [
     "one_run_p_value",
     "one_run_eps_from_counts",
     "eps_one_run",
+    "one_run_power",
+    "clopper_pearson_power",
     "dp_bound_violations",
 ]
 
@@ -466,6 +468,36 @@ def eps_one_run(scores, included, *, k_pos: int, k_neg: int, delta: float,
                     method="steinke2023_one_run",
                     details={"delta": d, "p_value_at_0": _p_value(m, r, v, 0.0, d),
                              "threshold_out": cut_lo})
+
+
+# --------------------------------------------------------------------------------------------
+# power: the largest bound a design can certify (a perfect attack)
+# --------------------------------------------------------------------------------------------
+def one_run_power(m: int, k_pos: int, k_neg: int, *, delta: float, p_target: float = 0.05) -> float:
+    """Largest eps the one-run audit (Steinke et al. 2023) of ``m`` canaries with ``k_pos`` /
+    ``k_neg`` guesses can certify at confidence ``1 - p_target``: every guess correct (v = r),
+    i.e. ``eps_one_run`` on perfectly separated scores. No achieved bound exceeds it (the bound
+    grows with v <= r)."""
+    for name, x in (("k_pos", k_pos), ("k_neg", k_neg)):
+        if isinstance(x, bool) or int(x) != x or x < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {x}")
+    r = int(k_pos) + int(k_neg)
+    if r < 1 or r > int(m):
+        raise ValueError(f"need 1 <= k_pos + k_neg <= m={m}, got {k_pos} + {k_neg}")
+    return one_run_eps_from_counts(int(m), r, r, delta=delta, p_target=p_target)
+
+
+def clopper_pearson_power(n_pos: int, n_neg: int, *, delta: float = 0.0, alpha: float = 0.05,
+                          two_sided: bool = True) -> float:
+    """Largest eps the Clopper–Pearson audit (Nasr et al. 2021) of ``n_pos`` IN and ``n_neg`` OUT
+    independent trials can certify at confidence ``1 - alpha``: all IN trials detected, no false
+    positive, at a threshold fixed in advance (no multiplicity correction), i.e.
+    ``eps_lower_bound`` on perfectly separated scores with an explicit threshold. Every threshold
+    rule (Bonferroni, split, explicit) gives at most this bound on the same trials."""
+    if int(n_pos) < 1 or int(n_neg) < 1:
+        return 0.0
+    return eps_lower_bound(np.ones(int(n_pos)), np.zeros(int(n_neg)), delta=delta, alpha=alpha,
+                           threshold=0.5, two_sided=two_sided).eps_lb
 
 
 # --------------------------------------------------------------------------------------------

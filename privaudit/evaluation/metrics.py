@@ -36,6 +36,9 @@ __all__ = [
     "tpr_at_fpr",
     "balanced_accuracy",
     "advantage",
+    "fpr_resolvable",
+    "nonmembers_needed",
+    "tie_at_fpr",
     "summary",
     "bootstrap_ci",
     "aggregate",
@@ -123,6 +126,37 @@ def tpr_at_fpr(y_true, score, alpha: float, mode: str = "strict") -> float:
     _check_mode(mode, _TPR_MODES)
     fpr, tpr, _ = roc_curve(y_true, score)
     return _tpr_from_roc(fpr, tpr, a, mode)
+
+
+def fpr_resolvable(alpha: float, n_neg: int) -> bool:
+    """Whether ``n_neg`` non-members resolve FPR = ``alpha``: at least one false positive is
+    allowed (``alpha * n_neg >= 1``); below that only FPR = 0 is attainable."""
+    return float(alpha) * int(n_neg) >= 1.0 - 1e-9
+
+
+def nonmembers_needed(alpha: float) -> int:
+    """The fewest non-members that resolve FPR = ``alpha``: ``ceil(1 / alpha)``."""
+    return int(math.ceil(1.0 / _check_alpha(alpha) - 1e-9))
+
+
+def tie_at_fpr(y_true, score, alpha: float, mode: str = "strict") -> bool:
+    """Whether the TPR at FPR = ``alpha`` is held down by tied scores: the threshold that would
+    use the allowed false positives falls inside a block of tied scores (including the block
+    exceeds ``alpha``), so the reported TPR sits at a higher threshold with fewer false positives
+    than allowed (possibly 0). Always False for ``mode="interp"`` (it interpolates into the block).
+    """
+    a = _check_alpha(alpha)
+    _check_mode(mode, _TPR_MODES)
+    if mode == "interp":
+        return False
+    fpr, _, _ = roc_curve(y_true, score)
+    n_neg = int((~np.asarray(y_true, dtype=bool)).sum())
+    fp = np.rint(fpr * n_neg).astype(np.int64)
+    allowed = int(math.floor(a * n_neg + 1e-9))
+    if mode == "lira":                       # strict FPR < alpha
+        allowed = int(math.ceil(a * n_neg - 1e-9)) - 1
+    used = int(fp[np.flatnonzero(fp <= allowed)[-1]])
+    return used < allowed                    # the next distinct score brings >= 2 non-members past the cut
 
 
 def balanced_accuracy(y_true, score, mode: str = "max") -> float:

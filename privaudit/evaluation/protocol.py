@@ -27,7 +27,7 @@ class AttackResult:
     targets: list[int]
     scores: np.ndarray                    # float[T, n], higher = member
     per_target: list[dict[str, float]]
-    summary: dict[str, dict[str, float]]  # metric -> {mean, std, lo, hi}
+    summary: dict[str, dict[str, Any]]    # metric -> {mean, std, lo, hi[, tied]} or {unresolved, needs_nonmembers}
     params: dict[str, Any] = field(default_factory=dict)
     n_nonmembers: int = 0                 # fewest non-members of any target
 
@@ -67,14 +67,31 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
               n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[list[dict], dict]:
     """Per-target metrics and, per metric, mean, std over targets and a bootstrap CI of the mean
     (each target's samples resampled, members and non-members separately; the CI is the percentile
-    interval of the mean over targets of the resampled values)."""
+    interval of the mean over targets of the resampled values).
+
+    Resolution: a TPR at FPR alpha that some target's non-members cannot resolve
+    (``alpha * n_neg < 1``) gets no number, only ``{"unresolved": True, "needs_nonmembers":
+    ceil(1 / alpha)}``. A TPR whose threshold falls inside a block of tied scores on some target
+    (:func:`metrics.tie_at_fpr`) keeps its number and is marked ``"tied": True``."""
     per_target = [target_metrics(keep_targets[i], scores[i], fprs, mode) for i in range(len(scores))]
     names = metric_names(fprs)
-    summary = {m: {"mean": float(np.mean([p[m] for p in per_target])),
-                   "std": float(np.std([p[m] for p in per_target]))} for m in names}
+    n_neg = int((~np.asarray(keep_targets, dtype=bool)).sum(axis=1).min())
+    unresolved = {f"tpr@{a:g}" for a in fprs if not metrics.fpr_resolvable(a, n_neg)}
+    summary: dict[str, dict[str, Any]] = {}
+    for m in names:
+        if m in unresolved:
+            summary[m] = {"unresolved": True, "needs_nonmembers": metrics.nonmembers_needed(float(m[4:]))}
+            continue
+        summary[m] = {"mean": float(np.mean([p[m] for p in per_target])),
+                      "std": float(np.std([p[m] for p in per_target]))}
+        if m.startswith("tpr@") and any(metrics.tie_at_fpr(keep_targets[i], scores[i], float(m[4:]), mode=mode)
+                                        for i in range(len(scores))):
+            summary[m]["tied"] = True
     if n_boot:
         tail = (1 - level) / 2
         for m in names:
+            if m in unresolved:
+                continue
             fn = partial(metrics.tpr_at_fpr, alpha=float(m[4:]), mode=mode) if m.startswith("tpr@") else m
             reps = np.mean([metrics.bootstrap_values(fn, keep_targets[i], scores[i], n_boot=n_boot, seed=seed + i)
                             for i in range(len(scores))], axis=0)

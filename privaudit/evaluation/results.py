@@ -14,22 +14,42 @@ BALANCED_ACCURACY = "max over thresholds of 1 - (FPR + FNR) / 2"
 
 @dataclass(frozen=True)
 class Estimate:
-    """A metric over targets: mean, spread over targets, and a 95% interval when computed."""
+    """A metric over targets: mean, spread over targets, and a 95% interval when computed.
 
-    mean: float
+    ``needs_nonmembers``: set (and ``mean`` None) when the targets' non-members cannot resolve the
+    FPR of a TPR: no number, only the non-members per target it would need. ``tied``: the TPR's
+    threshold falls inside a block of tied scores on some target (the number is kept, flagged)."""
+
+    mean: float | None
     std: float = 0.0
     lo: float | None = None
     hi: float | None = None
+    needs_nonmembers: int | None = None
+    tied: bool = False
 
-    def to_json(self) -> dict[str, float]:
-        out = {"mean": self.mean, "std": self.std}
+    @property
+    def unresolved(self) -> bool:
+        return self.needs_nonmembers is not None
+
+    @classmethod
+    def unresolved_at(cls, needs_nonmembers: int) -> "Estimate":
+        return cls(None, 0.0, needs_nonmembers=int(needs_nonmembers))
+
+    def to_json(self) -> dict[str, Any]:
+        if self.unresolved:
+            return {"unresolved": True, "needs_nonmembers": self.needs_nonmembers}
+        out: dict[str, Any] = {"mean": self.mean, "std": self.std}
         if self.lo is not None:
             out |= {"lo": self.lo, "hi": self.hi}
+        if self.tied:
+            out["tied"] = True
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Estimate":
-        return cls(float(d["mean"]), float(d.get("std", 0.0)), d.get("lo"), d.get("hi"))
+        if d.get("unresolved"):
+            return cls.unresolved_at(int(d["needs_nonmembers"]))
+        return cls(float(d["mean"]), float(d.get("std", 0.0)), d.get("lo"), d.get("hi"), tied=bool(d.get("tied", False)))
 
 
 @dataclass

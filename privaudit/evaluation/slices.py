@@ -167,9 +167,14 @@ def format_cell(entry: dict[str, Any], metric: str) -> str:
     pct = metric.startswith("tpr@")
     f = 100.0 if pct else 1.0
     fmt = "{:.2f}" if pct else "{:.3f}"
-    text = fmt.format(s["mean"] * f)
-    if "lo" in s:
-        text += f" [{fmt.format(s['lo'] * f)}, {fmt.format(s['hi'] * f)}]"
+    if s.get("unresolved"):
+        text = f"needs ≥ {s['needs_nonmembers']} non-members"
+    else:
+        text = fmt.format(s["mean"] * f)
+        if "lo" in s:
+            text += f" [{fmt.format(s['lo'] * f)}, {fmt.format(s['hi'] * f)}]"
+        if s.get("tied"):
+            text += " (ties)"
     if pct and not entry["estimable"].get(metric, True):
         text += " †"
     return text + (" *" if entry["status"] == "partial" else "")
@@ -185,8 +190,9 @@ def render_slices(doc: dict[str, Any], metric: str = "auc", attacks: Sequence[st
         names = list(attacks or next(iter(rows.values()), {}).get("attacks", {}))
         unit = "TPR % @ FPR " + f"{float(metric[4:]) * 100:g}%" if metric.startswith("tpr@") else metric
         table = Table(title=f"{unit} per {family} ({doc['targets']} targets)",
-                      caption="mean over targets [95% bootstrap CI]; † FPR below 1/non-members: rests on zero "
-                              "false positives; * some targets left out (one membership class in the slice)")
+                      caption="mean over targets [95% bootstrap CI]; † FPR below 1/non-members: no TPR, needs ≥ "
+                              "N non-members; (ties): the threshold falls inside a block of tied scores; "
+                              "* some targets left out (one membership class in the slice)")
         for col in ("slice", "n", "members/target", "non-members/target", *names):
             table.add_column(col)
         for label, row in rows.items():

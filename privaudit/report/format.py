@@ -11,22 +11,29 @@ from typing import Any
 
 from privaudit.evaluation.results import AttackMetrics, Estimate, MetricsDocument
 
-UNRESOLVED = "†"
+TIES = "(ties)"
+TIES_NOTE = ("ties: the threshold falls inside a block of tied scores; the attack cannot separate these samples "
+             "at this FPR")
+
+
+def needs_text(n: int) -> str:
+    return f"needs ≥ {n} non-members"
 
 
 def estimate_text(e: Estimate, percent: bool, spread: bool = True) -> str:
+    """``mean ± std [lo, hi]``; ``needs ≥ N non-members`` for an FPR the non-members cannot
+    resolve; `` (ties)`` after a TPR whose threshold falls inside a block of tied scores."""
+    if e.unresolved:
+        return needs_text(e.needs_nonmembers)
     f, fmt = (100.0, "{:.2f}") if percent else (1.0, "{:.3f}")
     text = fmt.format(e.mean * f)
     if spread:
         text += " ± " + fmt.format(e.std * f)
     if e.lo is not None:
         text += f" [{fmt.format(e.lo * f)}, {fmt.format(e.hi * f)}]"
+    if e.tied:
+        text += f" {TIES}"
     return text
-
-
-def unresolved(fpr_key: str, n_nonmembers: int) -> bool:
-    """An FPR below 1 / (non-members per target): the TPR rests on zero false positives."""
-    return float(fpr_key[4:]) * n_nonmembers < 1
 
 
 def columns(doc: MetricsDocument) -> list[tuple[str, str]]:
@@ -42,10 +49,7 @@ def row(doc: MetricsDocument, attack: AttackMetrics) -> list[str]:
         if key not in attack.summary:
             cells.append("-")
             continue
-        text = estimate_text(attack.summary[key], key.startswith("tpr@"), doc.many_targets)
-        if key.startswith("tpr@") and unresolved(key, attack.n_nonmembers):
-            text += f" {UNRESOLVED}"
-        cells.append(text)
+        cells.append(estimate_text(attack.summary[key], key.startswith("tpr@"), doc.many_targets))
     return cells
 
 
@@ -54,8 +58,11 @@ def caption(doc: MetricsDocument) -> str:
     spread = "mean ± std over targets" if doc.many_targets else "value"
     text = f"{spread} [95% bootstrap CI]; TPR is {doc.tpr_convention}; {n_neg} non-members" + \
         (" per target" if doc.many_targets else "")
-    if any(UNRESOLVED in c for a in doc.attacks.values() for c in row(doc, a)):
-        text += f"; {UNRESOLVED} FPR < 1/{n_neg}: rests on zero false positives"
+    estimates = [e for a in doc.attacks.values() for e in a.summary.values()]
+    if any(e.unresolved for e in estimates):
+        text += "; needs ≥ N non-members: FPR below 1/(non-members per target), no TPR reported"
+    if any(e.tied for e in estimates):
+        text += f"; {TIES_NOTE}"
     return text
 
 

@@ -3,19 +3,26 @@ run's claimed (eps, delta) (Nasr, Song, Thakurta, Papernot, Carlini, "Adversary 
 Bounds for Differentially Private Machine Learning", IEEE S&P 2021; Steinke, Nasr, Jagielski,
 "Privacy Auditing with One (1) Training Run", NeurIPS 2023).
 
-Trials: every (target model, audited sample) pair, the sample's score from the attack fitted on the
-other models (leave-one-model-out, as in the ``evaluate`` stage), labelled IN/OUT
-by ``keep``. Two bounds, each valid at the stated confidence:
+Trials: the score of an audited sample in a target model from the attack fitted on the other models
+(leave-one-model-out, as in the ``evaluate`` stage), labelled IN/OUT by ``keep``. Three bounds, each
+with its assumptions stated in the output (``"assumptions"``, ``"valid_for_verdict"``) and, for the
+valid ones, its power (``"power_eps"``: the largest eps the design could certify with a perfect attack):
 
-* Clopper–Pearson (Nasr et al. 2021) on the IN and OUT scores pooled over the target models, with a
-  valid threshold choice (Bonferroni over candidate thresholds, a split, or an explicit value).
-* The one-run audit (Steinke et al. 2023) of each target model on its own samples, with the guess
-  counts ``k_pos``/``k_neg`` fixed from the options before any score is seen, at significance
-  ``alpha / T`` per target so that the maximum over the T targets holds at ``1 - alpha``.
+* ``one_run`` (valid): the one-run audit (Steinke et al. 2023) of each target model on its own
+  samples, guess counts ``k_pos``/``k_neg`` fixed from the options before any score is seen, at
+  ``alpha / T`` per target so the maximum over the T targets holds at ``1 - alpha``. Needs no
+  independence between the samples of one model.
+* ``clopper_pearson_per_model`` (valid): Clopper–Pearson (Nasr et al. 2021) over ONE trial per target
+  model -- the sample ``pick[t]`` drawn per target by ``numpy.random.default_rng([seed, 1])
+  .integers(0, m, T)``, a rule fixed before any score is seen -- so the trials come from independently
+  trained models.
+* ``clopper_pearson`` (pooled, NOT valid for the verdict): Clopper–Pearson over all (target, sample)
+  pairs; it assumes the pairs independent, which several samples sharing one model break.
 
-The verdict rests on the Clopper–Pearson bound (the primary test); the one-run bound is reported
-beside it as a separate test. Caveat (stated in the output): Clopper–Pearson treats the pooled trials as independent; several
-audited samples share one model, which the one-run analysis accounts for and the pooled one does not.
+Verdict: the claim is refuted only by a valid bound. Of the two valid ones, the test with the larger
+power (a function of the design alone: counts, delta, alpha -- not of the scores) is the primary test
+at ``1 - alpha`` (``"verdict_basis"``); the other is reported as a separate test, so the verdict is a
+single test at level alpha.
 
 Writes ``results/epoch_EEEE/audit.json`` (and ``results/audit.json`` for the final epoch).
 """
@@ -31,14 +38,21 @@ from privaudit.config import AttackConfig, RunConfig
 from privaudit.data.canaries import KINDS
 from privaudit.errors import ConfigError
 from privaudit.evaluation import metrics
-from privaudit.evaluation.audit import eps_lower_bound, eps_one_run
+from privaudit.errors import SignalError
+from privaudit.evaluation.audit import clopper_pearson_power, eps_lower_bound, eps_one_run, one_run_power
 from privaudit.runtime import plan
 from privaudit.runtime.run import Layout, Run
 
 SELECTIONS = ("all", "canaries", "poison_targets", *[k for k in KINDS if k != "ordinary"])
-TRIALS_NOTE = ("trials = (target model, sample) pairs; Clopper-Pearson treats the pooled trials as "
-               "independent although samples share models; the one-run audit (Steinke et al. 2023) is "
-               "valid for many samples in one model")
+TRIALS_NOTE = ("trials = (target model, sample) pairs; the pooled Clopper-Pearson bound treats them as "
+               "independent although samples share models, so it is reported but not used for the verdict; "
+               "the one-run audit (Steinke et al. 2023) is valid for many samples in one model, and the "
+               "per-model Clopper-Pearson bound uses one trial per (independently trained) target model")
+POOLED_ASSUMPTIONS = ("pooled (assumes independent samples; not valid for several samples per model) "
+                      "— not used for the verdict")
+NAMES = {"one_run": "one-run (Steinke et al. 2023)",
+         "clopper_pearson_per_model": "Clopper-Pearson, one trial per model (Nasr et al. 2021)",
+         "clopper_pearson": "Clopper-Pearson, pooled (Nasr et al. 2021)"}
 
 
 def dp_claim(run: Run, cfg: RunConfig, epoch: int | None = None) -> dict[str, Any] | None:
@@ -126,25 +140,37 @@ def audit(run: Run, cfg: RunConfig, *, attack: str = "lira_online", alpha: float
     member = run.keep()[:n_targets][:, idx]
     if member.all() or not member.any():
         raise ConfigError(f"the {samples} samples are never both IN and OUT of the target models")
-    cp = eps_lower_bound(scores[member], scores[~member], delta=delta, alpha=alpha,
-                         threshold=parse_threshold(threshold), two_sided=two_sided, seed=seed)
-    kp, kn = one_run_guesses(idx.size, k_pos, k_neg)
+    thr = parse_threshold(threshold)
+    m = int(idx.size)
+    cp = _bound_dict(eps_lower_bound(scores[member], scores[~member], delta=delta, alpha=alpha,
+                                     threshold=thr, two_sided=two_sided, seed=seed), claimed)
+    cp.update(assumptions=POOLED_ASSUMPTIONS, valid_for_verdict=False, power_eps=None)
+    kp, kn = one_run_guesses(m, k_pos, k_neg)
     runs = [eps_one_run(scores[t], member[t], k_pos=kp, k_neg=kn, delta=delta, p_target=alpha / n_targets)
             for t in range(n_targets)]
     best = max(range(n_targets), key=lambda t: runs[t].eps_lb)
     one_run = _bound_dict(runs[best], claimed)
     one_run.update(confidence=1.0 - alpha, target=best, per_target_eps=[r.eps_lb for r in runs],
                    per_target_confidence=runs[best].confidence,
-                   selection=f"max over {n_targets} targets, each at p = alpha/{n_targets} (Bonferroni)")
+                   selection=f"max over {n_targets} targets, each at p = alpha/{n_targets} (Bonferroni)",
+                   assumptions=(f"each audited sample IN or OUT of a model at random by the keep design; "
+                                f"k+={kp}, k-={kn} fixed from m={m} before any score; max over {n_targets} "
+                                f"targets with Bonferroni (alpha/{n_targets}); no independence between the "
+                                f"samples of one model needed"),
+                   valid_for_verdict=True,
+                   power_eps=one_run_power(m, kp, kn, delta=delta, p_target=alpha / n_targets))
+    per_model = _per_model_cp(scores, member, delta=delta, alpha=alpha, threshold=thr, two_sided=two_sided,
+                              seed=seed, claimed=claimed)
     y, s = member.ravel(), scores.ravel()
     doc = {"run": cfg.name, "epoch": epoch, "attack": attack, "alpha": alpha, "delta": delta,
-           "samples": {"selection": samples, "n_samples": int(idx.size), "n_targets": n_targets,
+           "samples": {"selection": samples, "n_samples": m, "n_targets": n_targets,
                        "n_in": int(member.sum()), "n_out": int((~member).sum())},
            "claimed": claim, "claimed_epsilon": claimed,
-           "bounds": {"clopper_pearson": _bound_dict(cp, claimed), "one_run": one_run},
+           "bounds": {"one_run": one_run, "clopper_pearson_per_model": per_model, "clopper_pearson": cp},
            "attack_metrics_pooled": {"auc": metrics.auc(y, s), "tpr@0.001": metrics.tpr_at_fpr(y, s, 1e-3),
                                      "tpr@0.01": metrics.tpr_at_fpr(y, s, 1e-2)},
            "note": TRIALS_NOTE}
+    doc["verdict_basis"] = verdict_basis(doc)
     doc["verdict"] = verdict(doc)
     if save:
         run.save_json(Layout.epoch_audit(epoch), doc)
@@ -153,15 +179,69 @@ def audit(run: Run, cfg: RunConfig, *, attack: str = "lira_online", alpha: float
     return doc
 
 
+def _per_model_cp(scores: np.ndarray, member: np.ndarray, *, delta: float, alpha: float, threshold,
+                  two_sided: bool, seed: int, claimed: float | None) -> dict[str, Any]:
+    """Clopper-Pearson over one trial per target model: target t contributes the sample ``pick[t]``
+    drawn by ``default_rng([seed, 1]).integers(0, m, T)`` (fixed before any score is seen)."""
+    n_targets, m = member.shape
+    pick = np.random.default_rng([seed, 1]).integers(0, m, n_targets)
+    rows = np.arange(n_targets)
+    y, s = member[rows, pick], scores[rows, pick]
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    assumptions = (f"one trial per target model ({n_targets} trials; sample per target drawn by "
+                   f"default_rng([seed={seed}, 1]) before any score), independent because the target "
+                   f"models are trained independently")
+    try:
+        d = _bound_dict(eps_lower_bound(s[y], s[~y], delta=delta, alpha=alpha, threshold=threshold,
+                                        two_sided=two_sided, seed=seed), claimed)
+    except SignalError as e:   # no IN or no OUT trial (or an empty split half): nothing to certify
+        d = {"eps_lb": 0.0, "confidence": 1.0 - alpha, "threshold": None,
+             "counts": {"tp": 0, "fp": 0, "fn": n_pos, "tn": n_neg, "n_pos": n_pos, "n_neg": n_neg},
+             "method": "nasr2021_clopper_pearson", "details": {"selection": "none", "error": str(e)},
+             "violates_claim": None if claimed is None else False}
+    d.update(samples=[int(i) for i in pick], assumptions=assumptions, valid_for_verdict=True,
+             power_eps=clopper_pearson_power(n_pos, n_neg, delta=delta, alpha=alpha, two_sided=two_sided))
+    return d
+
+
+def primary_bound(doc: dict[str, Any]) -> str:
+    """The valid bound the verdict rests on: the one with the larger power (set by the design alone,
+    not by the scores), the one-run audit on ties."""
+    valid = [k for k, b in doc["bounds"].items() if b.get("valid_for_verdict")]
+    return max(valid, key=lambda k: (doc["bounds"][k]["power_eps"], k == "one_run"))
+
+
+def verdict_basis(doc: dict[str, Any]) -> str:
+    key = primary_bound(doc)
+    b = doc["bounds"][key]
+    others = ", ".join(f"{NAMES[k]} power {o['power_eps']:.3f}" for k, o in doc["bounds"].items()
+                       if o.get("valid_for_verdict") and k != key)
+    return (f"{NAMES[key]} at {1 - doc['alpha']:.0%} confidence: the valid bound with the larger power "
+            f"(eps = {b['power_eps']:.3f} with a perfect attack; {others}), chosen from the design before "
+            f"any score; assumptions: {b['assumptions']}. The pooled Clopper-Pearson bound is not used "
+            f"(it assumes the samples of one model independent)")
+
+
 def verdict(doc: dict[str, Any]) -> str:
-    """The primary test is the pooled Clopper-Pearson bound; the one-run bound is a separate test at
-    the same level (requiring either one to refute would be a test at twice the level)."""
+    """Refuted only by a valid bound: the primary one (``verdict_basis``); the other valid bound is a
+    separate test at the same level and the pooled bound is shown for comparison only."""
     claimed, conf = doc["claimed_epsilon"], f"{1 - doc['alpha']:.0%}"
-    cp, one = doc["bounds"]["clopper_pearson"], doc["bounds"]["one_run"]
+    key = primary_bound(doc)
+    b = doc["bounds"][key]
+    power = f"this design could certify at most eps = {b['power_eps']:.3f} (perfect attack)"
     if claimed is None:
-        return f"no DP claim; the data refute (eps, {doc['delta']:g})-DP for eps < {cp['eps_lb']:.3f} at {conf} confidence"
-    if cp["violates_claim"]:
-        return (f"CLAIM REFUTED: eps lower bound {cp['eps_lb']:.3f} > claimed eps {claimed:.3f} "
-                f"at {conf} confidence (Clopper-Pearson)")
-    extra = f"; the one-run bound {one['eps_lb']:.3f} exceeds it (a separate test)" if one["violates_claim"] else ""
-    return f"consistent with the claim: eps lower bound {cp['eps_lb']:.3f} <= claimed eps {claimed:.3f}{extra}"
+        return (f"no DP claim; the data refute (eps, {doc['delta']:g})-DP for eps < {b['eps_lb']:.3f} at {conf} "
+                f"confidence ({NAMES[key]}); {power}")
+    if b["violates_claim"]:
+        return (f"CLAIM REFUTED: eps lower bound {b['eps_lb']:.3f} > claimed eps {claimed:.3f} at {conf} "
+                f"confidence ({NAMES[key]}); {power}")
+    extra = ""
+    for k, o in doc["bounds"].items():
+        if k != key and o["violates_claim"]:
+            why = ("a separate test, not the verdict's" if o.get("valid_for_verdict")
+                   else "not valid: it assumes independent samples")
+            extra += f"; the {NAMES[k]} bound {o['eps_lb']:.3f} exceeds it ({why})"
+    cannot = (f" -- below the claimed eps, so this design cannot refute the claim at all"
+              if b["power_eps"] <= claimed else "")
+    return (f"consistent with the claim: eps lower bound {b['eps_lb']:.3f} <= claimed eps {claimed:.3f} "
+            f"({NAMES[key]}){extra}; {power}{cannot}")

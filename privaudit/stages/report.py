@@ -44,6 +44,8 @@ def report(run: Run, cfg: RunConfig, console=None, *, epoch: int | None = None) 
                          title="input loss curvature: members (train) vs non-members (test)")
         medians = f"median curvature: members {np.median(curv[keep]):.3g}, non-members {np.median(curv[~keep]):.3g}"
         sections.append(("Input loss curvature", rh._img(png) + f"<p class=note>{medians}</p>"))
+    if epoch == cfg.training.epochs and run.has(Layout.audit):
+        sections.append(_dp_audit_section(run))
     if epoch == cfg.training.epochs:
         sections += [s for study in studies() if (s := study.report_section(run)) is not None]
     sections.append(("Configuration", f"<pre>{rh.html.escape(dump_config(cfg))}</pre>"))
@@ -81,3 +83,18 @@ def _vulnerable_section(run: Run, epoch: int, labels: np.ndarray, keep: np.ndarr
             "(sigma_in + sigma_out) of phi over all models (Carlini et al. 2022, Sec. VII-B); full array in "
             f"{Layout.results(epoch, 'privacy_score.npy')}</p>" + grid +
             f"<table><tr><th>sample</th><th>label</th><th>d(x)</th></tr>{rows}</table>")
+
+
+def _dp_audit_section(run: Run) -> tuple[str, str]:
+    """The DP audit's verdict and every bound with its assumptions, validity and power."""
+    from privaudit.report import html as rh
+
+    doc = run.load_json(Layout.audit)
+    esc = rh.html.escape
+    num = lambda v: "-" if v is None else f"{v:.3f}"
+    rows = "".join(f"<tr><td>{esc(k)}</td><td>{num(b['eps_lb'])}</td><td>{b['confidence']:.0%}</td>"
+                   f"<td>{'yes' if b.get('valid_for_verdict') else 'no (not used)'}</td><td>{num(b.get('power_eps'))}</td>"
+                   f"<td>{esc(str(b.get('assumptions', '')))}</td></tr>" for k, b in doc["bounds"].items())
+    return ("DP audit", f"<p><b>{esc(doc['verdict'])}</b></p><p class=note>{esc(str(doc.get('verdict_basis', '')))}</p>"
+            "<table><tr><th>bound</th><th>eps lower bound</th><th>confidence</th><th>valid for the verdict</th>"
+            f"<th>power (perfect attack)</th><th>assumptions</th></tr>{rows}</table>")

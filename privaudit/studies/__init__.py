@@ -21,6 +21,19 @@ class Study:
     register: Callable[[Any], None]                   # register(typer_app): adds the study's command
     report_section: Callable[[Any], tuple[str, str] | None] = lambda run: None
 
+    @classmethod
+    def lazy(cls, name: str, package: str) -> Study:
+        """The study of the package ``package`` whose ``register`` is ``<package>.command.register`` and
+        whose ``report_section`` is ``<package>.render.report_section``, both imported only when called:
+        importing the package stays cheap, and its submodules may import ``NAME`` from it without a cycle."""
+        def register(app: Any) -> None:
+            importlib.import_module(f"{package}.command").register(app)
+
+        def report_section(run: Any) -> tuple[str, str] | None:
+            return importlib.import_module(f"{package}.render").report_section(run)
+
+        return cls(name, register, report_section)
+
 
 def studies() -> list[Study]:
     """Every study found in this package, in name order."""

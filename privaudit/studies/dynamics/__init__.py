@@ -17,17 +17,4 @@ from privaudit.studies import Study
 
 NAME = "dynamics"
 
-
-def _register(app) -> None:
-    from privaudit.studies.dynamics.command import register
-
-    register(app)
-
-
-def _report_section(run):
-    from privaudit.studies.dynamics.render import report_section
-
-    return report_section(run)
-
-
-STUDY = Study(NAME, _register, _report_section)
+STUDY = Study.lazy(NAME, __name__)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from privaudit.report.format import TextTable, interval_text, number
-from privaudit.runtime.run import Layout, Run
+from privaudit.runtime.run import Run
+from privaudit.studies._render import study_section
 from privaudit.studies.dynamics import NAME
 
 DOCUMENT = "dynamics.json"
@@ -70,14 +71,9 @@ def findings_table(doc: dict[str, Any]) -> TextTable:
 
 def report_section(run: Run) -> tuple[str, str] | None:
     """The findings, the tables and the plots, or None when the run has no dynamics results."""
-    from privaudit.report.html import _img
     from privaudit.studies.dynamics.plots import PLOTS
 
-    rel = Layout.study(NAME, DOCUMENT)
-    if not run.has(rel):
-        return None
-    doc = run.load_json(rel)
-    plots = "".join(_img(run.path(Layout.study(NAME, p))) for p in PLOTS if run.has(Layout.study(NAME, p)))
-    note = f"<p class=note>{doc['forgetting_resolution']}; every number and its definition in {rel}</p>"
-    body = findings_table(doc).html() + summary_table(doc).html() + checkpoint_table(doc).html() + plots + note
-    return "Privacy over training", body
+    return study_section(
+        run, NAME, DOCUMENT, PLOTS, "Privacy over training",
+        lambda doc: findings_table(doc).html() + summary_table(doc).html() + checkpoint_table(doc).html(),
+        lambda doc, rel: f"{doc['forgetting_resolution']}; every number and its definition in {rel}")

@@ -16,17 +16,4 @@ from privaudit.studies import Study
 
 NAME = "memorization"
 
-
-def _register(app) -> None:
-    from privaudit.studies.memorization.command import register
-
-    register(app)
-
-
-def _report_section(run):
-    from privaudit.studies.memorization.render import report_section
-
-    return report_section(run)
-
-
-STUDY = Study(NAME, _register, _report_section)
+STUDY = Study.lazy(NAME, __name__)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from privaudit.evaluation.results import Estimate
-from privaudit.report.format import UNRESOLVED, TextTable, estimate_text, interval_text, number
-from privaudit.runtime.run import Layout, Run
+from privaudit.report.format import TIES, TIES_NOTE, TextTable, estimate_text, interval_text, number
+from privaudit.runtime.run import Run
+from privaudit.studies._render import study_section
 from privaudit.studies.memorization import NAME
 from privaudit.studies.memorization.groups import GROUP_NAMES
 
@@ -31,18 +32,19 @@ def group_table(doc: dict[str, Any]) -> TextTable:
     t = TextTable(title=f"{doc['run']}: attacks per sample group (epoch {doc['epoch']}, {doc['n_models']} models)",
                   columns=columns,
                   caption="mean [95% bootstrap CI] over targets; TPR strict at FPR <= "
-                          f"{doc['fpr']:g} on the group's own ROC ({UNRESOLVED} fewer than 1/FPR non-members: TPR "
-                          "at zero false positives); 'global thr.' = TPR at the threshold set on all non-members")
+                          f"{doc['fpr']:g} on the group's own ROC (needs ≥ N non-members: the group has fewer "
+                          "than 1/FPR non-members, no TPR); 'global thr.' = TPR at the threshold set on all non-members")
     for label, res in doc["tables"].items():
         if "skipped" in res:
             t.add_row(label, *(["skipped"] + ["-"] * (3 * len(names) - 1)))
             continue
         gs = res["groups"]
-        dag = lambda g: f" {UNRESOLVED}" if gs[g].get("fpr_resolution", 0) > doc["fpr"] else ""
         t.add_row(label, *[_cell(gs[g].get("auc"), False) for g in names],
-                  *[_cell(gs[g].get(key), True) + dag(g) if "skipped" not in gs[g] else "skipped" for g in names],
+                  *[_cell(gs[g].get(key), True) if "skipped" not in gs[g] else "skipped" for g in names],
                   *[number(100 * gs[g]["tpr_global"]["mean"], ".2f") if "tpr_global" in gs[g] else "-"
                     for g in names])
+    if any(TIES in c for r in t.rows for c in r):
+        t.caption += f"; {TIES_NOTE}"
     return t
 
 
@@ -83,14 +85,10 @@ def findings_table(doc: dict[str, Any]) -> TextTable:
 
 def report_section(run: Run) -> tuple[str, str] | None:
     """The tables and the budget plots, or None when the run has no memorization results."""
-    from privaudit.report.html import _img
     from privaudit.studies.memorization.plots import PLOTS
 
-    rel = Layout.study(NAME, DOCUMENT)
-    if not run.has(rel):
-        return None
-    doc = run.load_json(rel)
-    plots = "".join(_img(run.path(Layout.study(NAME, p))) for p in PLOTS if run.has(Layout.study(NAME, p)))
-    note = (f"<p class=note>{doc['attack']} at FPR {doc['fpr']:g}, epoch {doc['epoch']}; every number and its "
-            f"definition in {rel}</p>")
-    return "Memorization and vulnerability", group_table(doc).html() + findings_table(doc).html() + plots + note
+    return study_section(
+        run, NAME, DOCUMENT, PLOTS, "Memorization and vulnerability",
+        lambda doc: group_table(doc).html() + findings_table(doc).html(),
+        lambda doc, rel: f"{doc['attack']} at FPR {doc['fpr']:g}, epoch {doc['epoch']}; every number and its "
+                         f"definition in {rel}")

@@ -112,8 +112,8 @@ def definitions(opts: MemorizationOptions, *, m_models: int, n_excluded: int, t_
         "groups": {"all": "every pool sample", "under": "the pool's under-represented group (data group 1)",
                    "high_mem": f"mem_selection > {opts.threshold:g}{inside}"},
         "tables": f"targets 0..{t_table - 1}; per target the ROC over the group's own members and non-members "
-                  f"(strict TPR at FPR <= {opts.fpr:g}: with fewer than 1/FPR non-members this is the TPR at zero "
-                  "false positives, see fpr_resolution); tpr_global: the group's TPR at the target's threshold set "
+                  f"(strict TPR at FPR <= {opts.fpr:g}: with fewer than 1/FPR non-members no TPR, only "
+                  "needs_nonmembers, see fpr_resolution); tpr_global: the group's TPR at the target's threshold set "
                   "on all non-members; mean ± std over targets, 95% bootstrap CI of the mean",
         "budget": f"targets 0..{opts.budget_targets - 1}; R reference models drawn from the others, nested draws, "
                   f"{opts.repeats} repeats; 'random' = as many samples as high_mem, uniformly from the pool; "
