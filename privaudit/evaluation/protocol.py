@@ -16,7 +16,7 @@ import numpy as np
 
 from privaudit.attacks.registry import AttackSpec, run_attack
 from privaudit.errors import SignalError
-from privaudit.evaluation import metrics
+from privaudit.evaluation import intervals, metrics
 from privaudit.evaluation.results import AttackMetrics, Estimate
 
 
@@ -27,7 +27,7 @@ class AttackResult:
     targets: list[int]
     scores: np.ndarray                    # float[T, n], higher = member
     per_target: list[dict[str, float]]
-    summary: dict[str, dict[str, Any]]    # metric -> {mean, std, lo, hi[, tied]} or {unresolved, needs_nonmembers}
+    summary: dict[str, dict[str, Any]]    # metric -> {mean, std, lo, hi[, tied, widened]} or {unresolved, needs_nonmembers}
     params: dict[str, Any] = field(default_factory=dict)
     n_nonmembers: int = 0                 # fewest non-members of any target
 
@@ -65,9 +65,12 @@ def target_metrics(y_true: np.ndarray, score: np.ndarray, fprs: tuple[float, ...
 
 def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float, ...], mode: str = "strict",
               n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[list[dict], dict]:
-    """Per-target metrics and, per metric, mean, std over targets and a bootstrap CI of the mean
-    (each target's samples resampled, members and non-members separately; the CI is the percentile
-    interval of the mean over targets of the resampled values).
+    """Per-target metrics and, per metric, mean, std over targets and a bootstrap CI of the mean:
+    a crossed bootstrap (the shared sample columns resampled jointly for all targets, the target
+    rows resampled independently; every per-target threshold re-estimated on each resample) and a
+    bias-corrected normal interval (:mod:`privaudit.evaluation.intervals`, which says why). The
+    interval always contains the mean; when it had to be widened to do so it is marked
+    ``"widened": True``.
 
     Resolution: a TPR at FPR alpha that some target's non-members cannot resolve
     (``alpha * n_neg < 1``) gets no number, only ``{"unresolved": True, "needs_nonmembers":
@@ -88,14 +91,16 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
                                         for i in range(len(scores))):
             summary[m]["tied"] = True
     if n_boot:
-        tail = (1 - level) / 2
-        for m in names:
-            if m in unresolved:
-                continue
-            fn = partial(metrics.tpr_at_fpr, alpha=float(m[4:]), mode=mode) if m.startswith("tpr@") else m
-            reps = np.mean([metrics.bootstrap_values(fn, keep_targets[i], scores[i], n_boot=n_boot, seed=seed + i)
-                            for i in range(len(scores))], axis=0)
-            summary[m]["lo"], summary[m]["hi"] = (float(v) for v in np.nanquantile(reps, [tail, 1 - tail]))
+        live = [m for m in names if m not in unresolved]
+        fns = [metrics._fast_metric(partial(metrics.tpr_at_fpr, alpha=float(m[4:]), mode=mode)
+                                    if m.startswith("tpr@") else m) for m in live]
+        cis = intervals.metric_intervals(live, fns, [[p[m] for p in per_target] for m in live],
+                                         keep_targets, scores,
+                                         n_boot=n_boot, seed=seed, level=level)
+        for m, (lo, hi, widened) in cis.items():
+            summary[m]["lo"], summary[m]["hi"] = lo, hi
+            if widened:
+                summary[m]["widened"] = True
     return per_target, summary
 
 

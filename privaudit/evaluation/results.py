@@ -26,6 +26,7 @@ class Estimate:
     hi: float | None = None
     needs_nonmembers: int | None = None
     tied: bool = False
+    widened: bool = False               # the interval was widened to contain the estimate
 
     @property
     def unresolved(self) -> bool:
@@ -43,13 +44,15 @@ class Estimate:
             out |= {"lo": self.lo, "hi": self.hi}
         if self.tied:
             out["tied"] = True
+        if self.widened:
+            out["widened"] = True
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Estimate":
         if d.get("unresolved"):
             return cls.unresolved_at(int(d["needs_nonmembers"]))
-        return cls(float(d["mean"]), float(d.get("std", 0.0)), d.get("lo"), d.get("hi"), tied=bool(d.get("tied", False)))
+        return cls(float(d["mean"]), float(d.get("std", 0.0)), d.get("lo"), d.get("hi"), tied=bool(d.get("tied", False)), widened=bool(d.get("widened", False)))
 
 
 @dataclass
