@@ -56,7 +56,7 @@ def row(doc: MetricsDocument, attack: AttackMetrics) -> list[str]:
 def caption(doc: MetricsDocument) -> str:
     n_neg = min(a.n_nonmembers for a in doc.attacks.values())
     spread = "mean ± std over targets" if doc.many_targets else "value"
-    text = f"{spread} [95% bootstrap CI]; TPR is {doc.tpr_convention}; {n_neg} non-members" + \
+    text = f"{spread} [95% interval: spread over targets + shared-sample bootstrap]; TPR is {doc.tpr_convention}; {n_neg} non-members" + \
         (" per target" if doc.many_targets else "")
     estimates = [e for a in doc.attacks.values() for e in a.summary.values()]
     if any(e.unresolved for e in estimates):

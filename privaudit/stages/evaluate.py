@@ -46,7 +46,7 @@ def metrics_document(cfg: RunConfig, results: dict[str, AttackResult], epoch: in
         run=cfg.name, epoch=epoch, n_models=cfg.population.n_models, targets=list(range(ev.targets)),
         protocol="leave-one-model-out: each target's attack is fitted on the other models only",
         tpr_convention=TPR_CONVENTION[ev.tpr_mode],
-        intervals=f"{ev.bootstrap} bootstrap resamples of the samples, 95% percentile interval of the mean over targets",
+        intervals=f"95% interval of the mean over targets: spread between targets plus {ev.bootstrap} joint bootstrap resamples of the shared samples, bias-corrected, t quantile (privaudit.evaluation.intervals)",
         attacks={k: r.metrics() for k, r in results.items()})
 
 

@@ -179,5 +179,5 @@ def target_document(run: Run, cfg: RunConfig, results: dict) -> MetricsDocument:
         n_models=cfg.population.n_models, targets=["target"], model=info,
         protocol="the given target model, attacked with every population model as a reference",
         tpr_convention=TPR_CONVENTION[cfg.evaluation.tpr_mode],
-        intervals=f"{cfg.evaluation.bootstrap} bootstrap resamples of the pool, 95% percentile interval",
+        intervals=f"{cfg.evaluation.bootstrap} bootstrap resamples of the pool, bias-corrected 95% interval (privaudit.evaluation.intervals)",
         attacks={k: r.metrics() for k, r in results.items()})
