@@ -3,6 +3,7 @@ membership, clear errors for bad configs."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,6 +66,19 @@ def test_default_audit_shows_lira_above_loss(tmp_path):
     assert lira["mean"] > 2 * loss["mean"]
     assert (tmp_path / "digits" / "report" / "index.html").stat().st_size > 10_000
     assert "lira_online" in result.stdout and "TPR" in result.stdout
+    # honest numbers: every estimate inside its interval, no TPR at an FPR the non-members cannot resolve
+    for name, attack in doc["attacks"].items():
+        n_neg = attack["n_nonmembers_per_target"]
+        for metric, e in attack["summary"].items():
+            if metric.startswith("tpr@") and float(metric[4:]) * n_neg < 1:
+                assert "mean" not in e or e["mean"] is None, (name, metric, e)
+                continue
+            assert e["lo"] <= e["mean"] <= e["hi"], (name, metric, e)
+    printed = re.findall(r"(\d+\.\d+) ± [\d.]+ \[(\d+\.\d+), (\d+\.\d+)\]", result.stdout)
+    assert len(printed) >= 3 * len(doc["attacks"]), result.stdout   # every cell of the console table
+    for cells in printed:
+        value, lo, hi = map(float, cells)
+        assert lo <= value <= hi, cells
     print(f"default audit took {elapsed:.1f} s")
 
 
