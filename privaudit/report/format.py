@@ -114,7 +114,7 @@ class TextTable:
         table = Table(title=Text(self.title), caption=Text(self.caption) if self.caption else None)
         short_labels = max((len(r[0]) for r in self.rows), default=0) <= 48
         for i, col in enumerate(self.columns):
-            table.add_column(Text(col), no_wrap=i == 0 and short_labels)   # long questions may wrap
+            table.add_column(Text(col), no_wrap=i == 0 and short_labels, overflow="fold")   # wrap, never cut
         for row in self.rows:
             table.add_row(*(Text(c) for c in row))
         return table
