@@ -65,12 +65,11 @@ def target_metrics(y_true: np.ndarray, score: np.ndarray, fprs: tuple[float, ...
 
 def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float, ...], mode: str = "strict",
               n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[list[dict], dict]:
-    """Per-target metrics and, per metric, mean, std over targets and a bootstrap CI of the mean:
-    a crossed bootstrap (the shared sample columns resampled jointly for all targets, the target
-    rows resampled independently; every per-target threshold re-estimated on each resample) and a
-    bias-corrected normal interval (:mod:`privaudit.evaluation.intervals`, which says why). The
-    interval always contains the mean; when it had to be widened to do so it is marked
-    ``"widened": True``.
+    """Per-target metrics and, per metric, mean, std over targets and a 95% interval of the mean:
+    the spread between targets plus the noise of the shared samples (their columns resampled
+    jointly for all targets, every threshold re-estimated), bias-corrected, with a t quantile
+    (:mod:`privaudit.evaluation.intervals`, which says why). The interval always contains the mean;
+    when it had to be widened to do so it is marked ``"widened": True``.
 
     Resolution: a TPR at FPR alpha that some target's non-members cannot resolve
     (``alpha * n_neg < 1``) gets no number, only ``{"unresolved": True, "needs_nonmembers":

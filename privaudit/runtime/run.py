@@ -97,15 +97,15 @@ class Layout:
 
     @staticmethod
     def epoch_metrics(epoch: int) -> str:
-        return f"results/epoch_{epoch:04d}/metrics.json"
+        return Layout.results(epoch, "metrics.json")
 
     @staticmethod
     def epoch_slices(epoch: int) -> str:
-        return f"results/epoch_{epoch:04d}/slices.json"
+        return Layout.results(epoch, "slices.json")
 
     @staticmethod
     def epoch_audit(epoch: int) -> str:
-        return f"results/epoch_{epoch:04d}/audit.json"
+        return Layout.results(epoch, "audit.json")
 
     @staticmethod
     def scores(attack: str, epoch: int) -> str:
