@@ -44,6 +44,21 @@ class DataConfig(Strict):
     n: Int | None = Field(None, gt=0)  # seeded random subset of the pool
     download: Bool = False
     mixture: dict[str, Any] | None = None  # under-represented group design, see privaudit.data.mixture_dataset
+    # What the models see. auto: a built-in dataset's standard per-channel standardisation, a user's
+    # npz exactly as stored; none: as stored; per_channel: standardised with the pool's own per-channel
+    # statistics; given: standardised with ``mean``/``std`` below.
+    normalize: Literal["auto", "none", "per_channel", "given"] = "auto"
+    mean: tuple[Float, ...] | None = None
+    std: tuple[Float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _given_needs_stats(self) -> "DataConfig":
+        if (self.normalize == "given") != (self.mean is not None and self.std is not None):
+            raise ValueError("normalize: given needs both data.mean and data.std (one value per channel), "
+                             "and mean/std are used only with normalize: given")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError("data.std must be > 0 for every channel")
+        return self
 
 
 class CanaryConfig(Strict):
@@ -89,28 +104,67 @@ class PopulationConfig(Strict):
 
 
 class ModelConfig(Strict):
-    arch: str = "mlp"                # a registered architecture (`privaudit.models.architectures`)
-    hidden: tuple[Int, ...] = (128,)
-    width: Int = Field(32, ge=1)
-    depth: Int = Field(3, ge=1)
+    """A registered architecture (``arch``, ``privaudit models`` lists them) with its size fields --
+    a field left out takes that architecture's default -- or the user's own ``factory``
+    (``"package.module:function"``, called with ``kwargs``, returning an ``nn.Module``)."""
+
+    arch: str = "mlp"
+    factory: str | None = None
+    kwargs: dict[str, Any] = {}
+    hidden: tuple[Int, ...] | None = None        # mlp: hidden widths
+    width: Int | None = Field(None, ge=1)        # cnn/resnet/airbench: base channels; wrn: unused
+    depth: Int | None = Field(None, ge=1)        # cnn: blocks; resnet: 18 or 34; wrn: 6n+4
+    widen: Int | None = Field(None, ge=1)        # wrn: widening factor k (WRN-depth-k)
+    norm: Literal["batch", "group", "none"] | None = None   # resnet/wrn/airbench normalisation layers
     activation: Literal["relu", "tanh", "gelu", "softplus"] = "relu"
 
-
-    @field_validator("arch")
+    @model_validator(mode="before")
     @classmethod
-    def _registered(cls, v: str) -> str:
+    def _defaults_of_the_architecture(cls, data: Any) -> Any:
+        """Fill the fields an architecture uses and the config leaves out with its defaults, so the
+        resolved config shows the numbers a run trains with."""
         from privaudit.models.architectures import ARCHITECTURES
 
-        if v not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {v!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
-        return v
+        if not isinstance(data, dict):
+            return data
+        if data.get("factory") is not None:
+            data = {"arch": "factory", **data}
+            if data["arch"] != "factory":
+                raise ValueError(f"give model.arch ({data['arch']!r}) or model.factory, not both")
+            return data
+        arch = data.get("arch", "mlp")
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(sorted(ARCHITECTURES))} "
+                             f"(`privaudit models` lists them), or give model.factory")
+        return {**ARCHITECTURES[arch].defaults, **{k: v for k, v in data.items() if v is not None}}
+
+    @model_validator(mode="after")
+    def _valid_for_the_architecture(self) -> "ModelConfig":
+        from privaudit.models.architectures import ARCHITECTURES
+        from privaudit.models.factory import check_factory_path
+
+        if self.arch == "factory":
+            check_factory_path(self.factory)
+            return self
+        if self.kwargs:
+            raise ValueError("model.kwargs are passed to model.factory; a registered architecture takes its "
+                             "size fields (hidden, width, depth, widen, norm)")
+        problem = ARCHITECTURES[self.arch].check(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class TrainingConfig(Strict):
     epochs: Int = Field(30, ge=1)
     batch_size: Int = Field(64, ge=1, le=MAX_BATCH)
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "sgd", "sam"] = "adam"   # sam: SAM (Foret et al. 2021) around SGD
     lr: Float = Field(1e-3, gt=0.0)
+    sam_rho: Float = Field(0.05, gt=0.0)              # SAM's neighbourhood radius
+    warmup_epochs: Float = Field(0.0, ge=0.0)         # linear learning-rate warm-up before the schedule
+    label_smoothing: Float = Field(0.0, ge=0.0, lt=1.0)
+    precision: Literal["fp32", "bf16"] = "fp32"       # bf16: autocast on the forward (GPU speed; CPU stays fp32)
+    compile: Bool = False                             # torch.compile the model (GPU; costs start-up time)
     momentum: Float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: Float = Field(0.0, ge=0.0)
     schedule: Literal["constant", "cosine", "step"] = "cosine"
@@ -194,8 +248,19 @@ class AttackConfig(Strict):
 class TargetConfig(Strict):
     """The user's own trained model, audited against the population."""
 
-    model: str                       # TorchScript (torch.jit.save) or torch.export (.pt2) file: x[B, ...] -> logits[B, C]
+    model: str                       # .safetensors state dict (+ the architecture), torch.export .pt2 or TorchScript
     members: str                     # .npy bool[n] over the pool's rows: True = in the target's training set
+    factory: str | None = None       # the target's architecture, "package.module:function" (with kwargs)
+    kwargs: dict[str, Any] = {}
+    arch: str | None = None          # or a registered architecture, sized by the model: section
+
+    @model_validator(mode="after")
+    def _one_architecture(self) -> "TargetConfig":
+        if self.factory is not None and self.arch is not None:
+            raise ValueError("give target.factory or target.arch, not both")
+        if self.kwargs and self.factory is None:
+            raise ValueError("target.kwargs are passed to target.factory; give target.factory too")
+        return self
 
 
 class EvaluationConfig(Strict):
@@ -230,6 +295,19 @@ class RunConfig(Strict):
                                          AttackConfig(name="lira_offline"))
 
     evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _references_default_to_the_target(cls, data: Any) -> Any:
+        """A target with its own architecture (``target.factory`` or ``target.arch``) and no
+        ``model:`` section: the reference models use the target's architecture."""
+        if isinstance(data, dict) and isinstance(data.get("target"), dict) and "model" not in data:
+            t = data["target"]
+            if t.get("factory"):
+                data = dict(data, model={"factory": t["factory"], "kwargs": t.get("kwargs") or {}})
+            elif t.get("arch"):
+                data = dict(data, model={"arch": t["arch"]})
+        return data
 
     @field_validator("name")
     @classmethod
@@ -286,6 +364,32 @@ class RunConfig(Strict):
                                  f"{', '.join(changed)} would change them (remove it to audit a target)")
         return self
 
+    def target_model(self) -> "ModelConfig | None":
+        """The target's architecture: ``target.factory`` or ``target.arch`` (sized like ``model:``
+        when it names the same architecture), else ``model:`` itself (None without a target)."""
+        if self.target is None:
+            return None
+        t = self.target
+        if t.factory is not None:
+            return ModelConfig(factory=t.factory, kwargs=t.kwargs)
+        if t.arch is not None and t.arch != self.model.arch:
+            return ModelConfig(arch=t.arch)
+        return self.model
+
+    def references_differ(self) -> str | None:
+        """One line when the reference models' architecture may differ from the target's."""
+        if self.target is None:
+            return None
+        describe = lambda m: m.factory if m.arch == "factory" else m.arch
+        if Path(self.target.model).suffix == ".safetensors" or self.target.factory or self.target.arch:
+            target = self.target_model()
+            if target == self.model:
+                return None
+            return (f"the reference models ({describe(self.model)}) differ from the target's architecture "
+                    f"({describe(target)}); LiRA and RMIA are strongest when they match")
+        return (f"the reference models are {describe(self.model)} (model:); privaudit cannot see the "
+                f"architecture inside {Path(self.target.model).name}: make model: match it")
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out) / self.name
@@ -294,7 +398,8 @@ class RunConfig(Strict):
         """What determines the trained models (a run dir may not change these and resume)."""
         d = self.model_dump(mode="json")
         return {k: d[k] for k in ("seed", "data", "model", "canaries", "poison")} | {
-            "training": {k: v for k, v in d["training"].items() if k not in ("workers", "backend", "device", "executor")},
+            "training": {k: v for k, v in d["training"].items()
+                         if k not in ("workers", "backend", "device", "executor", "compile")},
             "population": {k: v for k, v in d["population"].items() if k != "models_per_group"}}
 
 
@@ -350,6 +455,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
             data[section][key] = str(resolved if resolved.exists() else Path(value).resolve())
     for key, value in (overrides or {}).items():
         set_path(data, key, value)
+    if any(isinstance(data.get(s), dict) and data[s].get("factory") for s in ("model", "target")):
+        from privaudit.models.factory import add_search_path
+
+        add_search_path(path.parent)   # a factory module may sit next to the config file
     return parse_config(data, str(path))
 
 

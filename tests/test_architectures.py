@@ -25,7 +25,7 @@ from privaudit.models.architectures import (
 
 def test_list_architectures_names_and_one_line_descriptions():
     listed = list_architectures()
-    assert {name for name, _ in listed} == {"mlp", "cnn"}
+    assert {name for name, _ in listed} == {"mlp", "cnn", "resnet", "wrn", "airbench"}
     for name, desc in listed:
         assert desc and "\n" not in desc and len(desc) < 200, name
 
@@ -39,16 +39,16 @@ def test_each_module_registers_the_architecture_named_after_it():
 
 def test_unknown_kind_lists_the_registered_names():
     with pytest.raises(ConfigError) as info:
-        build_model(ArchSpec(kind="resnet"), (3, 32, 32), 10)
+        build_model(ArchSpec(kind="vgg"), (3, 32, 32), 10)
     msg = str(info.value)
-    assert "unknown architecture 'resnet'" in msg and "mlp" in msg and "cnn" in msg
+    assert "unknown architecture 'vgg'" in msg and "mlp" in msg and "cnn" in msg
     with pytest.raises(ConfigError, match="unknown activation 'swish'"):
         _activation("swish")
     assert set(ACTIVATIONS) == {"relu", "tanh", "gelu", "softplus"}
 
 
 @pytest.mark.parametrize("kind,shape", [("mlp", (7,)), ("mlp", (1, 8, 8)), ("cnn", (3, 16, 16))])
-def test_build_shapes_no_batchnorm_and_seeded_init(kind, shape):
+def test_build_shapes_and_seeded_init(kind, shape):
     spec = ArchSpec(kind=kind, hidden=(16,), width=8, depth=3)
     a = init_model(spec, shape, 5, seed=3)
     torch.manual_seed(123)                       # init_model must ignore the global RNG...
@@ -57,7 +57,7 @@ def test_build_shapes_no_batchnorm_and_seeded_init(kind, shape):
     c = init_model(spec, shape, 5, seed=4)       # ...and depend on the seed
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
     assert a(torch.zeros(2, *shape)).shape == (2, 5)
-    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in a.modules())
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in a.modules())   # mlp/cnn: none
 
 
 def test_cnn_needs_images():
@@ -80,7 +80,7 @@ ARCHITECTURE = Architecture("toy_arch", build_toy, "a toy")
     monkeypatch.setattr(arch_pkg, "__path__", [*arch_pkg.__path__, str(tmp_path)])
     try:
         found = arch_pkg._collect()
-        assert set(found) == {"mlp", "cnn", "toy_arch"}
+        assert set(found) == {"mlp", "cnn", "resnet", "wrn", "airbench", "toy_arch"}
         monkeypatch.setattr(arch_pkg, "ARCHITECTURES", found)
         assert ("toy_arch", "a toy") in list_architectures()
         model = build_model(ArchSpec(kind="toy_arch"), (4,), 3)

@@ -1,5 +1,11 @@
 """A group of K models of one architecture behind one interface, whatever the backend.
 
+A model is its parameters **and its buffers** (BatchNorm running statistics): every state below is
+the ``torch.func.stack_module_state`` layout, parameters and buffers under their module names,
+``name -> Tensor[K, ...]``. Groups train in train mode, each model's BatchNorm seeing only its own
+batch (``loop``: one model at a time; ``vmap``: BatchNorm under ``vmap`` normalises each model's
+slice and updates each model's own stacked statistics), and are queried in eval mode.
+
 * :class:`WideMLP`: an MLP population stacked into one "wide" network (weights ``[K, in, out]``,
   batched matmul over the model axis). On one thread it trains the digits MLP 64-128-10 4x faster
   than a per-model loop at K = 32-64 (``benchmarks/train_throughput.py``).
@@ -145,9 +151,20 @@ class ModelGroup(nn.Module):
 
 
 def stack_states(modules: list[nn.Module]) -> dict[str, torch.Tensor]:
-    names = [n for n, _ in modules[0].named_parameters()]
-    params = [dict(m.named_parameters()) for m in modules]
-    return {n: torch.stack([p[n].detach() for p in params]) for n in names}
+    """Parameters and buffers of K same-architecture modules, stacked ``name -> [K, ...]``
+    (``torch.func.stack_module_state``, detached)."""
+    params, buffers = torch.func.stack_module_state(modules)
+    return {n: t.detach() for n, t in (params | buffers).items()}
+
+
+def uses_channels_last(spec: ArchSpec) -> bool:
+    """Image models other than the package's MLP run channels_last on a CPU (measured ~1.3-2x for
+    convolutions; ``benchmarks/RESULTS.md``); only 4-d inputs are converted."""
+    return spec.kind != "mlp"
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 def unstack_state(state: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
@@ -253,7 +270,8 @@ class ModuleList(ModelGroup):
         return torch.stack([m(x) for m in self.members])
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {n: t.contiguous() for n, t in stack_states(list(self.members)).items()}
+        return {n: t.contiguous(memory_format=torch.contiguous_format)
+                for n, t in stack_states(list(self.members)).items()}
 
     def models(self) -> Iterator[nn.Module]:
         for m in self.members:
@@ -261,19 +279,31 @@ class ModuleList(ModelGroup):
 
 
 class VmapGroup(ModelGroup):
-    """K models of any architecture as stacked parameters run through ``torch.func.vmap`` of
-    ``functional_call`` on one base module (the ``torch.func`` model-ensembling recipe). Each
-    parameter is a :func:`pad_stack` buffer ``[K, S]``; :meth:`params` gives the ``[K, *shape]`` views."""
+    """K models of any architecture as stacked parameters and buffers run through
+    ``torch.func.vmap`` of ``functional_call`` on one base module (the ``torch.func``
+    model-ensembling recipe). Each parameter is a :func:`pad_stack` buffer ``[K, S]``;
+    :meth:`params` gives the ``[K, *shape]`` views. Buffers (BatchNorm statistics) are stacked
+    ``[K, ...]`` module buffers, updated in place by each model's own training batches."""
 
     def __init__(self, spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int,
                  state: dict[str, torch.Tensor]):
         super().__init__()
         self.spec, self.input_shape, self.n_classes = spec, tuple(input_shape), n_classes
-        self.base = [build_model(spec, input_shape, n_classes).to("meta")]  # a list: not a submodule
-        self.names = list(state)
+        base = build_model(spec, input_shape, n_classes).to("meta")
+        self.base = [base]  # a list: not a submodule
+        self.names = [n for n, _ in base.named_parameters()]
+        self.buffer_names = [n for n, _ in base.named_buffers()]
+        missing = sorted(set(self.names + self.buffer_names) - set(state))
+        if missing:
+            raise ValueError(f"stacked state lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
         self.shapes = [tuple(state[n].shape[1:]) for n in self.names]
         self.n_models = next(iter(state.values())).shape[0]
         self.stacked = nn.ParameterList([nn.Parameter(pad_stack(state[n])) for n in self.names])
+        for i, n in enumerate(self.buffer_names):
+            self.register_buffer(f"buffer{i}", state[n].detach().clone())
+
+    def buffers_by_name(self) -> dict[str, torch.Tensor]:
+        return {n: getattr(self, f"buffer{i}") for i, n in enumerate(self.buffer_names)}
 
     def params(self) -> dict[str, torch.Tensor]:
         return {n: unpad(p, s) for n, p, s in zip(self.names, self.stacked, self.shapes)}
@@ -284,11 +314,13 @@ class VmapGroup(ModelGroup):
             p.grad = pad_stack(grads[n])
 
     def forward_each(self, x: torch.Tensor) -> torch.Tensor:
-        call = lambda p, xb: torch.func.functional_call(self.base[0], p, (xb,))
-        return torch.func.vmap(call)(self.params(), x)
+        base = self.base[0].train(self.training)
+        call = lambda p, b, xb: torch.func.functional_call(base, (p, b), (xb,))
+        return torch.func.vmap(call)(self.params(), self.buffers_by_name(), x)
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone(memory_format=torch.contiguous_format) for n, p in self.params().items()}
+        both = self.params() | self.buffers_by_name()
+        return {n: t.detach().clone(memory_format=torch.contiguous_format) for n, t in both.items()}
 
     def models(self) -> Iterator[nn.Module]:
         return single_models(self.spec, self.input_shape, self.n_classes, self.state())
@@ -302,4 +334,4 @@ def group_from_state(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: in
     if backend == "vmap":
         return VmapGroup(spec, input_shape, n_classes, state)
     modules = [m.train() for m in single_models(spec, input_shape, n_classes, state)]
-    return ModuleList(modules, channels_last=spec.kind == "cnn")
+    return ModuleList(modules, channels_last=uses_channels_last(spec))

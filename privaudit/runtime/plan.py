@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import torch
 
-from privaudit.config import RunConfig
+from privaudit.config import ModelConfig, RunConfig
 from privaudit.device import resolve_device
 from privaudit.models.architectures import ArchSpec
 from privaudit.runtime.run import Layout, Run
@@ -17,9 +17,12 @@ from privaudit.training.augment import query_grid
 from privaudit.training.recipe import Recipe
 
 
-def arch_spec(cfg: RunConfig) -> ArchSpec:
-    m = cfg.model
-    return ArchSpec(kind=m.arch, hidden=tuple(m.hidden), width=m.width, depth=m.depth, activation=m.activation)
+def arch_spec(cfg: RunConfig, model: "ModelConfig | None" = None) -> ArchSpec:
+    """The architecture of the reference models (or of ``model``, e.g. ``cfg.target_model()``)."""
+    m = model or cfg.model
+    sized = {k: getattr(m, k) for k in ("width", "depth", "widen", "norm") if getattr(m, k) is not None}
+    return ArchSpec(kind=m.arch, hidden=tuple(m.hidden or ()), activation=m.activation, factory=m.factory,
+                    kwargs=dict(m.kwargs), **sized)
 
 
 def recipe(cfg: RunConfig) -> Recipe:

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from privaudit.device import as_device
 from privaudit.errors import ConfigError, TrainingError
 from privaudit.models.architectures import ArchSpec, init_model
-from privaudit.models.group import ModelGroup, ModuleList, VmapGroup, WideMLP, stack_states
+from privaudit.models.group import ModelGroup, ModuleList, VmapGroup, WideMLP, stack_states, uses_channels_last
 from privaudit.training.augment import draw_augmentations, shift_and_mirror
 from privaudit.training.recipe import Recipe, lr_factor, make_optimizer
 
@@ -82,10 +82,11 @@ def choose_backend(spec: ArchSpec, backend: str = "auto", device: torch.device |
     ``benchmarks/RESULTS.md``)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown training backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "wide" and spec.kind != "mlp":
-        raise ConfigError("the 'wide' backend stacks MLPs only; use 'loop' or 'vmap' for CNNs")
+    if backend == "wide" and not spec.is_stackable_mlp:
+        raise ConfigError(f"the 'wide' backend stacks the package's MLPs only; use 'loop' or 'vmap' for "
+                          f"{spec.factory or spec.kind}")
     if backend == "auto":
-        if spec.kind == "mlp":
+        if spec.is_stackable_mlp:
             return "wide"
         return "vmap" if torch.device(device).type == "cuda" else "loop"
     return backend
@@ -169,13 +170,13 @@ def _train(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids: list[i
         return group.eval()
     checkpoints: dict[int, list[dict[str, torch.Tensor]]] = {e: [] for e in recipe.checkpoints}
     for model, m, mem in zip(inits, model_ids, members):
-        single = ModuleList([model], channels_last=spec.kind == "cnn")
+        single = ModuleList([model], channels_last=uses_channels_last(spec))
         record = (lambda e, s: checkpoints[e].append(s)) if checkpoints else None
         _fit(single, x, y, [m], [mem], recipe, root_seed, steps, record, on_progress)
     if on_checkpoint:
         for epoch, states in checkpoints.items():
             on_checkpoint(epoch, {n: torch.cat([s[n] for s in states]) for n in states[0]})
-    return ModuleList(inits, channels_last=spec.kind == "cnn").eval()
+    return ModuleList(inits, channels_last=uses_channels_last(spec)).eval()
 
 
 def _fit(group: ModelGroup, x: torch.Tensor, y: torch.Tensor, model_ids: list[int],

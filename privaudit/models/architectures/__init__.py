@@ -1,12 +1,14 @@
-"""Single-model architectures (plain ``nn.Module``), one module per architecture: ``mlp`` (a
-fully connected network) and ``cnn`` (the small CNNs of Carlini et al.).
+"""Single-model architectures (plain ``nn.Module``), one module per architecture: ``mlp``,
+``cnn`` (the small CNNs of Carlini et al.), ``resnet`` (CIFAR ResNet-18/34), ``wrn`` (WideResNet)
+and ``airbench`` (the fast CIFAR-10 net of Keller Jordan's airbench) -- plus any user module by
+import path (``ArchSpec.kind == "factory"``, :mod:`privaudit.models.factory`).
 
 Adding an architecture is adding one file here, ``<name>.py``, that ends with
-``ARCHITECTURE = Architecture("<name>", build_<name>, "one-line description")``; every module
-whose name does not start with ``_`` is collected into :data:`ARCHITECTURES`, and
-:func:`build_model` dispatches on ``ArchSpec.kind``. Rule for every architecture: no BatchNorm --
-its batch statistics would mix members and non-members and, stacked over models, couple the
-models of a group.
+``ARCHITECTURE = Architecture("<name>", build_<name>, "one-line description", defaults, check)``;
+every module whose name does not start with ``_`` is collected into :data:`ARCHITECTURES`, and
+:func:`build_model` dispatches on ``ArchSpec.kind``. BatchNorm is allowed: its running statistics
+are buffers, stacked and saved with the parameters (:mod:`privaudit.models.group`); a model's batch
+statistics come from its own batches only, and queries and curvature run in eval mode.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ def list_architectures() -> list[tuple[str, str]]:
 
 def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     """One freshly initialised model (initialisation uses torch's global RNG: seed it first)."""
+    if spec.kind == "factory":
+        from privaudit.models.factory import build_from_factory
+
+        return build_from_factory(spec.factory, dict(spec.kwargs))
     arch = ARCHITECTURES.get(spec.kind)
     if arch is None:
         raise ConfigError(f"unknown architecture {spec.kind!r}; choose one of "

@@ -4,8 +4,8 @@ and the :class:`Architecture` entry a module registers (imported by the registry
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from torch import nn
 
@@ -16,13 +16,24 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "softplus": nn
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """What network to build: ``kind`` is a registered architecture (``mlp`` or ``cnn``)."""
+    """What network to build: ``kind`` is a registered architecture, or ``factory`` for the user's
+    own (``factory`` = ``"package.module:function"``, called with ``kwargs``). The size fields
+    mean what each architecture's module says; unused ones are ignored."""
 
     kind: str = "mlp"
     hidden: tuple[int, ...] = (128,)
     width: int = 32
     depth: int = 3
     activation: str = "relu"
+    widen: int = 1
+    norm: str = "batch"
+    factory: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+    @property
+    def is_stackable_mlp(self) -> bool:
+        """The ``wide`` backend applies (a plain MLP of this package)."""
+        return self.kind == "mlp"
 
 
 def _activation(name: str) -> nn.Module:
@@ -39,3 +50,5 @@ class Architecture:
     name: str
     build: Callable[[ArchSpec, tuple[int, ...], int], nn.Module]
     description: str
+    defaults: dict[str, Any] = field(default_factory=dict)   # model: fields it uses, with their defaults
+    check: Callable[[Any], str | None] = lambda model: None  # a ModelConfig -> an error line, or None

@@ -35,4 +35,5 @@ def build_cnn(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) -> n
 
 ARCHITECTURE = Architecture(
     "cnn", build_cnn, "LiRA-style CNN: `depth` blocks of 3x3 conv + activation + 2x2 max-pool, "
-                      "global average pool, linear head (images only)")
+                      "global average pool, linear head (images only)",
+    defaults={"width": 32, "depth": 3})

@@ -19,4 +19,5 @@ def build_mlp(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) -> n
 
 
 ARCHITECTURE = Architecture(
-    "mlp", build_mlp, "fully connected: Linear + activation per `hidden` width, any input shape")
+    "mlp", build_mlp, "fully connected: Linear + activation per `hidden` width, any input shape",
+    defaults={"hidden": (128,)})

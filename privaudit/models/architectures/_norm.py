@@ -1,0 +1,30 @@
+"""The normalisation layer the image architectures share (``model.norm``)."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+NORMS = ("batch", "group", "none")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """``batch``: BatchNorm2d (running statistics are buffers, saved with the model); ``group``:
+    GroupNorm with ``gcd(32, channels)`` groups (works under DP-SGD: no cross-sample statistics);
+    ``none``: identity."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(32, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+
+
+def needs_images(input_shape: tuple[int, ...], name: str) -> None:
+    from privaudit.errors import ConfigError
+
+    if len(input_shape) != 3:
+        raise ConfigError(f"{name} needs image inputs [C, H, W], got input shape {list(input_shape)}; "
+                          f"use model.arch: mlp for tabular data")
