@@ -99,7 +99,39 @@ def check_feasible(run: Run, cfg: RunConfig, keep: np.ndarray) -> None:
     need = [(side, counts) for side, counts, wanted in (("IN", n_in, "online" in modes),
                                                         ("OUT", n_out, bool(modes & {"online", "offline"})))
             if wanted]
+    check_architecture(run, cfg)
     for side, counts in need:
         if counts.min() < 1:
             raise ConfigError(f"with n_models={cfg.population.n_models} some sample has no {side} reference model "
                               f"once a target is left out; use at least 4 models (more for reliable attacks)")
+
+
+def check_architecture(run: Run, cfg: RunConfig) -> None:
+    """The reference architecture, built once and run on two pool rows in eval mode before any
+    training: it must give finite logits ``[2, n_classes]``; DP-SGD refuses BatchNorm (its batch
+    statistics mix the samples a per-sample gradient must keep apart)."""
+    import torch
+
+    from privaudit.models.architectures import init_model
+    from privaudit.models.group import has_batchnorm
+    from privaudit.runtime.plan import arch_spec
+
+    spec = arch_spec(cfg)
+    x, _ = run.pool()
+    n_classes = int(run.pool_info()["n_classes"])
+    model = init_model(spec, tuple(x.shape[1:]), n_classes, seed=0).eval()
+    what = f"model.factory {spec.factory}" if spec.kind == "factory" else f"model.arch {spec.kind}"
+    if cfg.training.dp is not None and has_batchnorm(model):
+        raise ConfigError(f"{what} has BatchNorm layers, which DP-SGD cannot train (a sample's gradient would "
+                          f"depend on the rest of its batch); use GroupNorm (model.norm: group for resnet, wrn "
+                          f"and airbench)")
+    try:
+        with torch.no_grad():
+            out = model(torch.from_numpy(x[:2]))
+    except Exception as err:   # the user's module may raise anything
+        raise ConfigError(f"{what} failed on the pool's inputs [B, {', '.join(map(str, x.shape[1:]))}] "
+                          f"({err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_classes) or not torch.isfinite(out).all():
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"{what} must map inputs [B, {', '.join(map(str, x.shape[1:]))}] to finite logits "
+                          f"[B, {n_classes}]; it returned {got}")
