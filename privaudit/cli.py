@@ -104,6 +104,21 @@ def attacks() -> None:
     console.print(table)
 
 
+@app.command()
+def models() -> None:
+    """List the registered architectures and their default sizes (or use model.factory for your own)."""
+    from privaudit.models.architectures import ARCHITECTURES
+
+    table = Table(title="architectures (model.arch; your own nn.Module: model.factory: 'package.module:function')")
+    table.add_column("name", no_wrap=True)
+    table.add_column("defaults", overflow="fold")
+    table.add_column("description", overflow="fold")
+    for arch in ARCHITECTURES.values():
+        defaults = ", ".join(f"{k}: {list(v) if isinstance(v, tuple) else v}" for k, v in arch.defaults.items())
+        table.add_row(arch.name, defaults, arch.description)
+    console.print(table)
+
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import version

@@ -52,7 +52,8 @@ from privaudit.config import DPConfig
 from privaudit.device import as_device
 from privaudit.errors import ConfigError
 from privaudit.models.architectures import ArchSpec, build_model, init_model
-from privaudit.models.group import ModelGroup, VmapGroup, aligned_bmm, group_from_state, round_up, stack_states
+from privaudit.models.group import (ModelGroup, VmapGroup, aligned_bmm, group_from_state, has_batchnorm, round_up,
+                                    stack_states)
 from privaudit.training.augment import draw_augmentations, shift_and_mirror
 from privaudit.training.recipe import Recipe, make_optimizer
 from privaudit.training.trainer import (CheckpointFn, ProgressFn, choose_backend, end_of_epoch, epoch_plan,
@@ -168,13 +169,27 @@ def dp_report(dp: DPConfig, keep: np.ndarray, batch_size: int, total_steps: int,
 
 
 # -- one DP-SGD step, as pure tensor functions -----------------------------------------------------
-def per_sample_grads(base: torch.nn.Module, params: Grads, x: torch.Tensor, y: torch.Tensor) -> Grads:
+def per_sample_grads(base: torch.nn.Module, params: Grads, x: torch.Tensor, y: torch.Tensor,
+                     buffers: Grads | None = None) -> Grads:
     """Per-sample gradients ``name -> [K, B, *shape]`` of the cross-entropy of each model
-    (``params`` stacked ``[K, ...]``) on its own batch ``x [K, B, ...]``, ``y [K, B]``."""
-    def loss(p: Grads, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(base, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+    (``params`` and ``buffers`` stacked ``[K, ...]``) on its own batch ``x [K, B, ...]``, ``y [K, B]``.
+    Buffers are read, never updated (no BatchNorm under DP-SGD: :func:`check_dp_architecture`)."""
+    buffers = buffers or {}
 
-    return vmap(vmap(grad(loss), in_dims=(None, 0, 0)), in_dims=(0, 0, 0))(params, x, y)
+    def loss(p: Grads, b: Grads, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(base, (p, b), (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    return vmap(vmap(grad(loss), in_dims=(None, None, 0, 0)), in_dims=(0, 0, 0, 0))(params, buffers, x, y)
+
+
+def check_dp_architecture(model: torch.nn.Module, spec: ArchSpec) -> None:
+    """DP-SGD clips each sample's gradient; BatchNorm makes a sample's gradient depend on the rest
+    of its batch, so the clipping bound (and the DP claim) would not hold."""
+    if has_batchnorm(model):
+        what = spec.factory if spec.kind == "factory" else spec.kind
+        raise ConfigError(f"{what} has BatchNorm layers, which DP-SGD cannot train (a sample's gradient would "
+                          f"depend on the rest of its batch); use GroupNorm (model.norm: group for resnet, wrn and "
+                          f"airbench)")
 
 
 def _expand(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -320,7 +335,7 @@ def epoch_batches(x: torch.Tensor, y: torch.Tensor, model_ids: list[int], member
         yield _padded_batch(x, y, parts, recipe, round_up(max(1, *(len(sel) for sel, _ in parts)), ROW_BLOCK))
 
 
-def _clipped_sums(base: torch.nn.Module, params: Grads, batch: StepBatch, per_model: bool,
+def _clipped_sums(base: torch.nn.Module, params: Grads, buffers: Grads, batch: StepBatch, per_model: bool,
                   clip: dict[str, Any]) -> Grads:
     """:func:`clipped_sum` for all K models: their per-sample gradients stacked through ``vmap``
     over the models, or (``per_model``: the ``loop`` backend, CNNs on a CPU) one model after
@@ -328,9 +343,10 @@ def _clipped_sums(base: torch.nn.Module, params: Grads, batch: StepBatch, per_mo
     per-sample gradients came out different in the last bit in groups of 1, 3 and 8; a CPU gains
     nothing from stacking CNNs."""
     if not per_model:
-        return clipped_sum(per_sample_grads(base, params, batch.x, batch.y), batch.mask, **clip)
-    parts = [clipped_sum(per_sample_grads(base, {n: p[k:k + 1] for n, p in params.items()}, batch.x[k:k + 1],
-                                          batch.y[k:k + 1]), batch.mask[k:k + 1], **clip)
+        return clipped_sum(per_sample_grads(base, params, batch.x, batch.y, buffers), batch.mask, **clip)
+    one = lambda d, k: {n: t[k:k + 1] for n, t in d.items()}
+    parts = [clipped_sum(per_sample_grads(base, one(params, k), batch.x[k:k + 1], batch.y[k:k + 1], one(buffers, k)),
+                         batch.mask[k:k + 1], **clip)
              for k in range(batch.x.shape[0])]
     return {n: torch.cat([part[n] for part in parts]) for n in parts[0]}
 
@@ -351,6 +367,7 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
     device = as_device(device)
     x, y = x.to(device), y.to(device)
     inits = [init_model(spec, input_shape, n_classes, model_seed(root_seed, m)).to(device) for m in model_ids]
+    check_dp_architecture(inits[0], spec)
     group = VmapGroup(spec, input_shape, n_classes, stack_states(inits))
     base = build_model(spec, input_shape, n_classes).to("meta")
     opt = make_optimizer(recipe, group.parameters())
@@ -364,7 +381,7 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
             for s, batch in enumerate(batches):
                 set_lr(opt, recipe, (epoch - 1) * steps + s, total)
                 params = {n: p.detach() for n, p in group.params().items()}
-                summed = _clipped_sums(base, params, batch, per_model, clip)
+                summed = _clipped_sums(base, params, group.buffers_by_name(), batch, per_model, clip)
                 # CPU generators: the same draws on any device
                 noise = {n: t.to(x.device) for n, t in draw_noise(gens, shapes).items()}
                 group.set_grads(noisy_gradient(summed, noise, sigma=sigma, expected_batch=recipe.batch_size, **clip))

@@ -11,12 +11,13 @@ NORMS = ("batch", "group", "none")
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
     """``batch``: BatchNorm2d (running statistics are buffers, saved with the model); ``group``:
-    GroupNorm with ``gcd(32, channels)`` groups (works under DP-SGD: no cross-sample statistics);
-    ``none``: identity."""
+    GroupNorm (Wu & He, ECCV 2018; works under DP-SGD: no cross-sample statistics) with up to 32
+    groups of at least 2 channels (``gcd(32, channels // 2)``: 32 groups from 64 channels, as the
+    paper's default); ``none``: identity."""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
-        return nn.GroupNorm(math.gcd(32, channels), channels)
+        return nn.GroupNorm(math.gcd(32, max(1, channels // 2)), channels)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
