@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from privaudit.data import loaders
+from privaudit.data.sources import _cifar as cifar_common
 from privaudit.data.sources import cifar10 as cifar_src
 from privaudit.data.sources import mnist as mnist_src
 from privaudit.data.datasets import (
@@ -394,7 +395,7 @@ def test_decode_zip_images_and_corrupt_member(tmp_path):
             loaders.decode_zip_images(zf, ["train/cat/0001.jpg"], shape=(3, 32, 32), where=str(z))
         with raises_data_error("is 16x16, expected 32x32"):
             loaders.decode_zip_images(zf, ["train/cat/0002.png"], shape=(3, 32, 32), where=str(z))
-        members, labels = cifar_src._zip_listing(zf, z, "train")
+        members, labels = cifar_common._zip_listing(cifar_src._spec(), zf, z, "train")
         assert labels.tolist() == [CIFAR10_CLASSES.index("cat")] * 3
 
 
@@ -492,10 +493,13 @@ def test_npz_round_trip(tmp_path):
     assert t.mean is None and not t.is_image
 
     img = tmp_path / "img.npz"                      # uint8 channels-last -> [n, C, H, W]
-    np.savez(img, x=rng.integers(0, 256, (30, 6, 6, 3), dtype=np.uint8), y=np.arange(30) % 3)
-    im = load_dataset("npz", root=img)
+    u8 = rng.integers(0, 256, (30, 6, 6, 3), dtype=np.uint8)
+    np.savez(img, x=u8, y=np.arange(30) % 3)
+    im = load_dataset("npz", root=img)              # auto: exactly as stored
     check_contract(im, 30, (3, 6, 6), 3)
-    m, s = channel_stats(im.x)
+    assert np.array_equal(im.x, u8.transpose(0, 3, 1, 2)) and im.normalization == "none"
+    pc = load_dataset("npz", root=img, normalize="per_channel")
+    m, s = channel_stats(pc.x)
     assert np.allclose(m, 0, atol=1e-4) and np.allclose(s, 1, atol=1e-4)
 
 
@@ -647,7 +651,7 @@ def test_texas100_feats_and_labels(tmp_path):
     full = load_dataset("texas100", root=tmp_path)
     assert np.array_equal(full.x, x) and np.array_equal(full.y, y - 1)
     (d / "labels").write_text("\n".join(map(str, y[:-1])) + "\n")
-    with raises_data_error("11 labels for 12 rows"):
+    with raises_data_error("texas100", "12 rows but its label file has 11 labels"):
         load_dataset("texas100", root=tmp_path)
     (d / "feats").write_text("\n".join(",".join(map(str, r[:50])) for r in x) + "\n")
     (d / "labels").write_text("\n".join(map(str, y)) + "\n")

@@ -17,6 +17,9 @@ from privaudit.errors import DataError
 # n_classes means labels that are ids, not classes, and would allocate n_classes-sized arrays
 # (one-hot targets, per-class counts, the model's output layer) before anything else fails.
 MAX_CLASSES = 100_000
+# What load_dataset applied to the stored arrays (privaudit.data.sources._common._Req.build):
+# none (as stored), standard (the dataset's published constants), per_channel, given.
+NORMALIZATIONS = ("none", "standard", "per_channel", "given")
 REMAP_HINT = "remap them with numpy.unique(y, return_inverse=True)"
 LABEL_HINT = f"labels must be 0..C-1: {REMAP_HINT}"
 
@@ -31,8 +34,12 @@ def _describe(a: Any) -> str:
     return type(a).__name__
 
 
-def _check_arrays(name: str, x: Any, y: Any, n_classes: Any, mean: Any, std: Any) -> None:
+def _check_arrays(name: str, x: Any, y: Any, n_classes: Any, mean: Any, std: Any,
+                  normalization: Any) -> None:
     what = f"dataset {name!r}"
+    if normalization not in NORMALIZATIONS:
+        raise DataError(f"{what}: normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                        f"got {normalization!r}")
     if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim not in (2, 4):
         raise DataError(f"{what}: x must be float32 [n, C, H, W] or [n, d], got {_describe(x)}")
     if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1:
@@ -64,9 +71,13 @@ def _check_arrays(name: str, x: Any, y: Any, n_classes: Any, mean: Any, std: Any
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A labelled pool. ``x``: float32 ``[n, C, H, W]`` (normalised per channel with ``mean``/``std``)
-    or ``[n, d]`` (tabular); ``y``: int64 ``[n]`` in ``0..n_classes-1``. Validated on construction.
-    Equality is identity (arrays are not compared)."""
+    """A labelled pool. ``x``: float32 ``[n, C, H, W]`` images or ``[n, d]`` (tabular); ``y``: int64
+    ``[n]`` in ``0..n_classes-1``. Validated on construction. Equality is identity (arrays are not
+    compared).
+
+    For images, ``mean``/``std`` map pixels in [0, 1] to the inputs, ``x = (pixel - mean) / std``
+    per channel (plots, canaries and mixtures use them; None: ``x`` is in pixel space).
+    ``normalization`` records what the loader applied to the stored arrays (``NORMALIZATIONS``)."""
 
     name: str
     x: np.ndarray
@@ -74,6 +85,7 @@ class Dataset:
     n_classes: int
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    normalization: str = "none"
 
     def __post_init__(self) -> None:
         for f in ("mean", "std"):
@@ -86,7 +98,8 @@ class Dataset:
                                     f"got {v!r}") from None
         if isinstance(self.n_classes, np.integer):
             object.__setattr__(self, "n_classes", int(self.n_classes))
-        _check_arrays(self.name, self.x, self.y, self.n_classes, self.mean, self.std)
+        _check_arrays(self.name, self.x, self.y, self.n_classes, self.mean, self.std,
+                      self.normalization)
 
     @property
     def is_image(self) -> bool:
@@ -119,10 +132,12 @@ class Dataset:
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise DataError(f"dataset {self.name!r}: subset index out of range "
                             f"[{int(idx.min())}, {int(idx.max())}] for n={len(self)}")
-        return Dataset(self.name, self.x[idx], self.y[idx], self.n_classes, self.mean, self.std)
+        return Dataset(self.name, self.x[idx], self.y[idx], self.n_classes, self.mean, self.std,
+                       self.normalization)
 
     def denormalize(self) -> np.ndarray:
-        """Images with the normalisation undone (``x * std + mean``, roughly in [0, 1]), for plots."""
+        """Images in pixel space (``x * std + mean``, roughly in [0, 1]; ``x`` itself without
+        ``mean``/``std``), for plots and pixel-space edits. Not clipped: it is the exact inverse."""
         if self.mean is None or not self.is_image:
             return self.x.copy()
         m = np.asarray(self.mean, np.float32)[None, :, None, None]

@@ -7,8 +7,10 @@ adding one file there; see that package's docstring); ``Dataset``/``DatasetInfo`
 >>> ds = load_dataset("digits")                      # ships with scikit-learn: always offline
 >>> ds = load_dataset("cifar10", root="data/cifar10", n=10_000, seed=0)
 
-Contract (see ``docs/ARCHITECTURE.md``): ``x`` is float32 ``[n, C, H, W]`` normalised per channel,
-``(v/255 - mean) / std`` (``v/16`` for ``digits``), or ``[n, d]`` for tabular data; ``y`` is int64
+Contract (see ``docs/ARCHITECTURE.md``): ``x`` is float32 ``[n, C, H, W]``, by default (``normalize=
+"auto"``) normalised per channel with the dataset's standard constants, ``(v/255 - mean) / std``
+(``v/16`` for ``digits``; a user's ``npz`` exactly as stored), or ``[n, d]`` for tabular data
+(``normalize``: see :mod:`privaudit.data.sources._common`); ``y`` is int64
 ``[n]`` in ``0..n_classes-1``, with at least 2 classes present and ``n_classes`` at most 100000
 (``npz`` without a stored ``n_classes``: also at most 10 classes per sample), so label ids that
 are not classes are refused before anything is sized by them. Every problem raises
@@ -31,12 +33,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from privaudit.data import sources as _sources
 from privaudit.data.dataset import Dataset, DatasetInfo, DataWarning
-from privaudit.data.sources._common import SPLITS, Source, _Req
+from privaudit.data.sources._common import NORMALIZE, SPLITS, Source, _Req
 from privaudit.data.sources.cifar10 import CIFAR10_CLASSES
 from privaudit.data.sources.npz import save_npz
 from privaudit.errors import DataError
@@ -92,12 +95,29 @@ def list_datasets() -> list[DatasetInfo]:
     return [s.info for s in _REGISTRY.values()]
 
 
+def _stats(key: str, what: str, v: Sequence[float] | None) -> tuple[float, ...] | None:
+    if v is None:
+        return None
+    try:
+        out = tuple(float(t) for t in np.ravel(np.asarray(v, dtype=np.float64)))
+    except (TypeError, ValueError):
+        raise DataError(f"{key}: {what} must be a sequence of numbers, got {v!r}") from None
+    if not out or not all(np.isfinite(out)) or (what == "std" and min(out) <= 0):
+        raise DataError(f"{key}: {what} must be finite numbers{' > 0' if what == 'std' else ''}, "
+                        f"got {v!r}")
+    return out
+
+
 def load_dataset(name: str, *, root: str | Path | None = None, split: str = "train",
-                 n: int | None = None, seed: int = 0, download: bool = False) -> Dataset:
+                 n: int | None = None, seed: int = 0, download: bool = False,
+                 normalize: str = "auto", mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> Dataset:
     """Load a registered dataset as a validated :class:`Dataset` (see the module docstring).
 
     ``n``: a seeded, class-stratified random subset of ``n`` samples (``seed`` picks it).
     ``download``: fetch missing files from the official URLs (never needed for digits/mnist5k).
+    ``normalize``: ``auto`` | ``none`` | ``per_channel`` | ``given`` (with ``mean``/``std``, one
+    value per channel); see :mod:`privaudit.data.sources._common`.
     """
     if not isinstance(name, str):
         raise DataError(f"dataset name must be a string, got {type(name).__name__}")
@@ -109,6 +129,13 @@ def load_dataset(name: str, *, root: str | Path | None = None, split: str = "tra
         raise DataError(f"{key}: unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
         raise DataError(f"{key}: n must be a positive int or None, got {n!r}")
+    if normalize not in NORMALIZE:
+        raise DataError(f"{key}: unknown normalize {normalize!r}; use one of {', '.join(NORMALIZE)}")
+    mean, std = _stats(key, "mean", mean), _stats(key, "std", std)
+    if (normalize == "given") != (mean is not None and std is not None):
+        raise DataError(f"{key}: normalize='given' needs both mean and std (one value per "
+                        f"channel), and mean/std are used only with normalize='given'")
     rootp = Path(root).expanduser() if root is not None else None
-    req = _Req(key, rootp, split, None if n is None else int(n), int(seed), bool(download))
+    req = _Req(key, rootp, split, None if n is None else int(n), int(seed), bool(download),
+               normalize, mean, std)
     return _REGISTRY[key].load(req)

@@ -21,7 +21,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -34,12 +34,14 @@ __all__ = [
     "atomic_save_npy",
     "cache_dir",
     "check_hash",
+    "decode_images",
     "decode_zip_images",
     "download",
     "file_hash",
     "read_bytes_maybe_gz",
     "read_csv_numeric",
     "read_idx",
+    "safe_extract",
     "safe_unpickle",
 ]
 
@@ -161,6 +163,15 @@ def download(urls: Sequence[str], dest: str | Path, *, sha256: str | None = None
     raise DataError(f"could not download {dest.name} into {dest.parent}: " + "; ".join(errors))
 
 
+def safe_extract(tf: tarfile.TarFile, dest: str | Path, members: Sequence[tarfile.TarInfo]) -> None:
+    """Extract ``members`` into ``dest`` with the ``data`` filter (no absolute paths, links out of
+    ``dest`` or special files); Python < 3.11.4 has no filters: callers check a checksum first."""
+    try:
+        tf.extractall(dest, members=members, filter="data")
+    except TypeError:
+        tf.extractall(dest, members=members)
+
+
 # --------------------------------------------------------------------------------------------
 # IDX (MNIST, Fashion-MNIST)
 # --------------------------------------------------------------------------------------------
@@ -259,31 +270,38 @@ def safe_unpickle(path: str | Path, *, encoding: str = "bytes") -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# JPEG/PNG images inside a zip (CIFAR-10 JPEG layout)
+# JPEG/PNG images, in a zip (CIFAR JPEG layouts) or in folders (CINIC-10)
 # --------------------------------------------------------------------------------------------
 
-def decode_zip_images(zf: zipfile.ZipFile, members: Sequence[str], *, shape: tuple[int, int, int],
-                      where: str) -> np.ndarray:
-    """Decode ``members`` of an open zip into uint8 ``[n, C, H, W]`` (shape = (C, H, W))."""
+def decode_images(read: Callable[[str], bytes], names: Sequence[str], *,
+                  shape: tuple[int, int, int], where: str) -> np.ndarray:
+    """Decode the images ``read(name)`` into uint8 ``[n, C, H, W]`` (shape = (C, H, W)) with Pillow
+    (a matplotlib dependency); any other size, or an unreadable image -> DataError naming it."""
     from PIL import Image, UnidentifiedImageError
 
     c, h, w = shape
     mode = {1: "L", 3: "RGB"}[c]
-    out = np.empty((len(members), h, w, c), dtype=np.uint8)
-    for i, m in enumerate(members):
+    out = np.empty((len(names), h, w, c), dtype=np.uint8)
+    for i, m in enumerate(names):
         try:
-            with Image.open(io.BytesIO(zf.read(m))) as im:
+            with Image.open(io.BytesIO(read(m))) as im:
                 if im.size != (w, h):
-                    raise DataError(f"image {where}::{m} is {im.size[0]}x{im.size[1]}, "
+                    raise DataError(f"image {where}{m} is {im.size[0]}x{im.size[1]}, "
                                     f"expected {w}x{h}")
                 arr = np.asarray(im.convert(mode))
         except DataError:
             raise
         except (UnidentifiedImageError, OSError, zipfile.BadZipFile, zlib.error, ValueError,
-                SyntaxError) as e:
-            raise DataError(f"corrupt image {where}::{m}: {e}") from None
+                SyntaxError, Image.DecompressionBombError) as e:
+            raise DataError(f"corrupt image {where}{m}: {e}") from None
         out[i] = arr.reshape(h, w, c)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def decode_zip_images(zf: zipfile.ZipFile, members: Sequence[str], *, shape: tuple[int, int, int],
+                      where: str) -> np.ndarray:
+    """Decode ``members`` of an open zip into uint8 ``[n, C, H, W]`` (see :func:`decode_images`)."""
+    return decode_images(zf.read, members, shape=shape, where=f"{where}::")
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,7 +309,8 @@ def decode_zip_images(zf: zipfile.ZipFile, members: Sequence[str], *, shape: tup
 # --------------------------------------------------------------------------------------------
 
 def read_csv_numeric(source: str | Path | BinaryIO, *, where: str, dtype: Any = np.float32) -> np.ndarray:
-    """Parse a comma-separated all-numeric text table quickly into ``[rows, cols]``.
+    """Parse a comma-separated all-numeric text table quickly into ``[rows, cols]``. Double quotes
+    around fields are ignored (Location's labels are written ``"13"``).
 
     Every non-empty row must have the same number of fields; otherwise -> DataError naming the
     first malformed row."""
@@ -304,7 +323,7 @@ def read_csv_numeric(source: str | Path | BinaryIO, *, where: str, dtype: Any = 
         raise DataError(f"missing file {where}") from None
     except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
         raise DataError(f"cannot read {where}: {e}") from None
-    lines = [ln for ln in raw.replace(b"\r", b"").split(b"\n") if ln.strip()]
+    lines = [ln for ln in raw.replace(b"\r", b"").replace(b'"', b"").split(b"\n") if ln.strip()]
     if not lines:
         raise DataError(f"empty table {where}")
     counts = np.fromiter((ln.count(b",") for ln in lines), dtype=np.int64, count=len(lines))

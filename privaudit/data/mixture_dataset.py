@@ -128,8 +128,18 @@ def _source_root(mix: MixtureConfig, data_root: str | None) -> Path | None:
     return root if root.is_absolute() or parent is None else parent / root
 
 
-def _load_source(mix: MixtureConfig, data_cfg: Any, seed: int) -> tuple[Dataset, str, bool]:
-    """The source pool, its name, and whether it is the base dataset and split (dedupe needed)."""
+def _normalisation_of(base: Dataset) -> dict[str, Any]:
+    """``load_dataset`` arguments that reproduce ``base``'s inputs for more of the same dataset
+    (so identical samples are byte-identical: the dedupe below relies on it)."""
+    if base.normalization == "none":
+        return {"normalize": "none"}
+    return {"normalize": "given", "mean": base.mean, "std": base.std}
+
+
+def _load_source(mix: MixtureConfig, data_cfg: Any, seed: int,
+                 base: Dataset) -> tuple[Dataset, str, bool]:
+    """The source pool, its name, and whether it is the base dataset and split (dedupe needed).
+    Another dataset keeps its own standard normalisation (it is converted through pixels)."""
     name = (mix.source or data_cfg.name).strip().lower()
     same = name == data_cfg.name.strip().lower()
     split = mix.source_split or ("test" if mix.kind == "augmented" and same
@@ -144,7 +154,7 @@ def _load_source(mix: MixtureConfig, data_cfg: Any, seed: int) -> tuple[Dataset,
         n = None
     try:
         ds = load_dataset(name, root=root, split=split, n=n, seed=seed + 1,
-                          download=data_cfg.download)
+                          download=data_cfg.download, **(_normalisation_of(base) if same else {}))
     except DataError as err:
         raise DataError(f"data.mixture.source={name!r}: {err}") from None
     return ds, f"{name}/{split}", same_split
@@ -259,8 +269,10 @@ def load_mixture(data_cfg: Any, *, seed: int) -> tuple[Dataset, np.ndarray]:
     """
     mix = parse_mixture(data_cfg.mixture)
     base = load_dataset(data_cfg.name, root=data_cfg.root, split=data_cfg.split, n=data_cfg.n,
-                        seed=seed, download=data_cfg.download)
-    src, src_name, same = _load_source(mix, data_cfg, seed)
+                        seed=seed, download=data_cfg.download,
+                        normalize=getattr(data_cfg, "normalize", "auto"),
+                        mean=getattr(data_cfg, "mean", None), std=getattr(data_cfg, "std", None))
+    src, src_name, same = _load_source(mix, data_cfg, seed, base)
     table = _label_table(mix, src, base)
     src_px = _to_base_format(src, base)
     usable = np.ones(len(src), dtype=bool)
@@ -291,5 +303,5 @@ def load_mixture(data_cfg: Any, *, seed: int) -> tuple[Dataset, np.ndarray]:
         x, y, group = x[rows], y[rows], group[rows]
         name = f"{name}-subpopulation"
     ds = Dataset(name, np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64),
-                 base.n_classes, base.mean, base.std)
+                 base.n_classes, base.mean, base.std, base.normalization)
     return ds, group.astype(np.int8)

@@ -58,7 +58,8 @@ def write_pool(run: Run, cfg: RunConfig) -> None:
         ds, group = load_mixture(d, seed=cfg.seed)
         run.save_npy(Layout.pool("group"), group)
     else:
-        ds = load_dataset(d.name, root=d.root, split=d.split, n=d.n, seed=cfg.seed, download=d.download)
+        ds = load_dataset(d.name, root=d.root, split=d.split, n=d.n, seed=cfg.seed, download=d.download,
+                          normalize=d.normalize, mean=d.mean, std=d.std)
     x, y = np.ascontiguousarray(ds.x, dtype=np.float32), ds.y.astype(np.int64)
     kind = np.zeros(len(y), dtype=np.int8)
     if cfg.canaries is not None:

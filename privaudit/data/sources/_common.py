@@ -1,6 +1,21 @@
 """Helpers shared by the dataset sources: the load request, subset selection, normalisation and
 where files are looked for (see :mod:`privaudit.data.datasets` for the search order).
 
+Normalisation (``load_dataset(normalize=...)``, config ``data.normalize``) is applied in one place,
+:meth:`_Req.build`, which every source calls with its raw arrays:
+
+* ``auto``: a built-in dataset's standard normalisation (``standard=``); where a source has none
+  (a user's npz) the arrays exactly as stored (= ``none``).
+* ``none``: the arrays as stored, cast to float32. Images keep ``mean = 0``, ``std = 1/scale``
+  (for uint8 pixels ``std = 1/255``) as metadata: the map from pixels in [0, 1] to the inputs,
+  used by plots, canaries and mixtures; float images are taken to be in [0, 1] already (no
+  metadata, ``denormalize`` is the identity).
+* ``per_channel``: ``v/scale``, then standardised per channel with the loaded pool's own
+  mean/std (of the samples returned, after the ``n`` subset).
+* ``given``: ``v/scale``, then standardised with the caller's ``mean``/``std`` (one per channel).
+
+``per_channel``/``given`` apply to images only; tabular data is refused with one line.
+
 Not a source itself (the leading underscore keeps the registry from collecting it).
 """
 
@@ -18,6 +33,7 @@ from privaudit.data.loaders import cache_dir
 from privaudit.errors import DataError
 
 SPLITS = ("train", "test", "all")
+NORMALIZE = ("auto", "none", "per_channel", "given")
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
@@ -79,6 +95,13 @@ def _normalise_u8(u8: np.ndarray, mean: Sequence[float], std: Sequence[float],
     return x
 
 
+def _channel_stats(x: np.ndarray, scale: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std of ``x / scale`` (``[n, C, H, W]``); a constant channel gets std 1."""
+    mean = tuple(float(x[:, c].mean(dtype=np.float64)) / scale for c in range(x.shape[1]))
+    std = tuple(float(x[:, c].std(dtype=np.float64)) / scale or 1.0 for c in range(x.shape[1]))
+    return mean, std
+
+
 @dataclass(frozen=True)
 class _Req:
     name: str
@@ -87,6 +110,41 @@ class _Req:
     n: int | None
     seed: int
     download: bool
+    normalize: str = "auto"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def build(self, name: str, x: np.ndarray, y: np.ndarray, n_classes: int, *,
+              standard: tuple[Sequence[float], Sequence[float]] | None = None,
+              scale: float = 255.0) -> Dataset:
+        """The :class:`Dataset` of the raw samples ``x`` (pixel values ``0..scale`` for images
+        ``[n, C, H, W]``, or features ``[n, d]``) normalised as requested (module docstring).
+        ``standard``: the source's published ``(mean, std)``, used by ``auto``; None: ``auto`` is
+        ``none``. The mode applied is recorded in ``Dataset.normalization``."""
+        mode = self.normalize
+        if x.ndim != 4:
+            if mode in ("per_channel", "given"):
+                raise DataError(f"{name}: normalize: {mode} applies to images, but the data is "
+                                f"tabular {list(x.shape)}; use auto or none")
+            return Dataset(name, np.ascontiguousarray(x, dtype=np.float32), y, n_classes)
+        if mode == "auto":
+            mode = "none" if standard is None else "standard"
+        c = x.shape[1]
+        if mode == "none":
+            meta = (None, None) if scale == 1 else ((0.0,) * c, (1.0 / scale,) * c)
+            return Dataset(name, np.ascontiguousarray(x, dtype=np.float32), y, n_classes, *meta,
+                           normalization="none")
+        if mode == "standard":
+            mean, std = standard
+        elif mode == "given":
+            mean, std = self.mean, self.std
+            if len(mean) != c or len(std) != c:
+                raise DataError(f"{name}: normalize: given has {len(mean)} mean and {len(std)} std "
+                                f"values, but the images have {c} channels")
+        else:
+            mean, std = _channel_stats(x, scale)
+        return Dataset(name, _normalise_u8(x, mean, std, scale=scale), y, n_classes, mean, std,
+                       normalization=mode)
 
     def select(self, y: np.ndarray) -> np.ndarray | None:
         """Indices of the requested subset of the labels ``y`` of the whole split (None: all).

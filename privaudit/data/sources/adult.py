@@ -94,7 +94,7 @@ def _load_adult(req: _Req) -> Dataset:
             ys.append(y)
     x, y = np.concatenate(xs), np.concatenate(ys)
     x, y = req.take(x, y)
-    return Dataset("adult", np.ascontiguousarray(x), y, 2)
+    return req.build("adult", x, y, 2)
 
 
 ADULT = Source(DatasetInfo(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from privaudit.data.dataset import Dataset, DatasetInfo
-from privaudit.data.sources._common import Source, _normalise_u8, _Req, _single_split
+from privaudit.data.sources._common import Source, _Req, _single_split
 from privaudit.errors import DataError
 
 
@@ -22,8 +22,7 @@ def _load_digits(req: _Req) -> Dataset:
     v = imgs / 16.0
     mean, std = (float(v.mean()),), (float(v.std()),)  # the dataset's own statistics (all 1797)
     imgs, y = req.take(imgs, y)
-    x = _normalise_u8(imgs[:, None], mean, std, scale=16.0)
-    return Dataset("digits", x, y, 10, mean, std)
+    return req.build("digits", imgs[:, None], y, 10, standard=(mean, std), scale=16.0)
 
 
 DIGITS = Source(DatasetInfo(

@@ -25,7 +25,6 @@ from privaudit.data.sources._common import (
     _download_dir,
     _find,
     _missing,
-    _normalise_u8,
     _Req,
 )
 from privaudit.errors import DataError
@@ -120,7 +119,7 @@ def _load_idx_dataset(req: _Req, folders: Sequence[str], mean: tuple[float, ...]
     u8 = np.concatenate(xs) if len(xs) > 1 else xs[0]
     y = np.concatenate(ys) if len(ys) > 1 else ys[0]
     u8, y = req.take(u8, y)
-    return Dataset(req.name, _normalise_u8(u8[:, None], mean, std), y, 10, mean, std)
+    return req.build(req.name, u8[:, None], y, 10, standard=(mean, std))
 
 
 def _load_mnist(req: _Req) -> Dataset:

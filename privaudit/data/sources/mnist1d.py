@@ -49,7 +49,7 @@ def _load_mnist1d(req: _Req) -> Dataset:
         raise DataError(f"mnist1d: labels out of range in {p}: found {int(y.min())}..{int(y.max())}, "
                         f"expected 0..9")
     x, y = req.take(x, y)
-    return Dataset("mnist1d", np.ascontiguousarray(x), y, 10)
+    return req.build("mnist1d", x, y, 10)
 
 
 MNIST1D = Source(DatasetInfo(

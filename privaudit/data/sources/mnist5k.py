@@ -13,7 +13,6 @@ from privaudit.data.sources._common import (
     MNIST_MEAN,
     MNIST_STD,
     Source,
-    _normalise_u8,
     _Req,
     _single_split,
 )
@@ -47,8 +46,7 @@ def _load_mnist5k(req: _Req) -> Dataset:
     _single_split(req, 5000)
     X, y = _mnist5k_arrays()
     X, y = req.take(X, y)
-    x = _normalise_u8(X.reshape(-1, 1, 28, 28), MNIST_MEAN, MNIST_STD)
-    return Dataset("mnist5k", x, y, 10, MNIST_MEAN, MNIST_STD)
+    return req.build("mnist5k", X.reshape(-1, 1, 28, 28), y, 10, standard=(MNIST_MEAN, MNIST_STD))
 
 
 MNIST5K = Source(DatasetInfo(

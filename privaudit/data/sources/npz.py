@@ -1,5 +1,9 @@
 """npz: the user's own ``.npz`` (arrays ``x``, ``y``; optional ``x_test``/``y_test``,
-``n_classes``, ``mean``/``std``), and :func:`save_npz`, which writes one."""
+``n_classes``, ``mean``/``std``), and :func:`save_npz`, which writes one.
+
+Under ``normalize="auto"`` the arrays are used exactly as stored (cast to float32): a user's target
+model must see exactly the inputs the user gives. A file that stores ``mean``/``std`` (written by
+:func:`save_npz`) holds already-normalised images; those are the metadata for plots."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from privaudit.data.dataset import (
     _describe,
 )
 from privaudit.data.loaders import atomic_write_bytes
-from privaudit.data.sources._common import SPLITS, Source, _normalise_u8, _Req
+from privaudit.data.sources._common import SPLITS, Source, _Req
 from privaudit.errors import DataError
 
 
@@ -104,34 +108,23 @@ def _load_npz(req: _Req) -> Dataset:
                         f"expected 0..{n_classes - 1}")
 
     idx = req.select(y)
-    mean = std = None
-    if x.ndim == 4:
-        c = x.shape[1]
-        if "mean" in meta and "std" in meta:     # already normalised with these (our own format)
-            mean = tuple(float(v) for v in np.ravel(meta["mean"]))
-            std = tuple(float(v) for v in np.ravel(meta["std"]))
-            if len(mean) != c or len(std) != c:
-                raise DataError(f"npz: {path} mean/std have {len(mean)}/{len(std)} entries for "
-                                f"{c} channels")
-            if idx is not None:
-                x, y = x[idx], y[idx]
-            x = x.astype(np.float32, copy=False)
-        else:
-            # integers -> v/255; float -> taken as already in [0, 1]. Then normalised with the
-            # dataset's own per-channel statistics (over the whole file, not the subset).
-            scale = 255.0 if x.dtype.kind in "ui" else 1.0
-            mean = tuple(float((x[:, ch] / scale).mean(dtype=np.float64)) for ch in range(c))
-            std = tuple(float((x[:, ch] / scale).std(dtype=np.float64)) or 1.0 for ch in range(c))
-            if idx is not None:
-                x, y = x[idx], y[idx]
-            x = _normalise_u8(x, mean, std, scale=scale)
-    else:
-        if idx is not None:
-            x, y = x[idx], y[idx]
-        x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x.sum(dtype=np.float64)):
+    if idx is not None:
+        x, y = x[idx], y[idx]
+    name = f"npz:{path.stem}"
+    if x.dtype.kind == "f" and x.size and np.abs(x).max() > np.finfo(np.float32).max:
         raise DataError(f"npz: {path} x overflows float32 (values too large)")
-    return Dataset(f"npz:{path.stem}", np.ascontiguousarray(x), y, n_classes, mean, std)
+    if x.ndim == 4 and "mean" in meta and "std" in meta:   # our own format: already normalised
+        if req.normalize in ("per_channel", "given"):
+            raise DataError(f"npz: {path} is already normalised (it stores mean/std); use "
+                            f"normalize auto or none")
+        mean = tuple(float(v) for v in np.ravel(meta["mean"]))
+        std = tuple(float(v) for v in np.ravel(meta["std"]))
+        if len(mean) != x.shape[1] or len(std) != x.shape[1]:
+            raise DataError(f"npz: {path} mean/std have {len(mean)}/{len(std)} entries for "
+                            f"{x.shape[1]} channels")
+        return Dataset(name, np.ascontiguousarray(x, dtype=np.float32), y, n_classes, mean, std)
+    # integers are pixels 0..255, floats are taken to be in [0, 1] already
+    return req.build(name, x, y, n_classes, scale=255.0 if x.dtype.kind in "ui" else 1.0)
 
 
 def save_npz(ds: Dataset, path: str | Path) -> Path:
