@@ -180,6 +180,16 @@ class TrainingConfig(Strict):
     dp: DPConfig | None = None
 
     @model_validator(mode="after")
+    def _dp_takes_the_plain_recipe(self) -> "TrainingConfig":
+        if self.dp is not None:
+            extras = [f for f, on in (("optimizer: sam", self.optimizer == "sam"),
+                                      ("label_smoothing", self.label_smoothing > 0),
+                                      ("precision: bf16", self.precision == "bf16"), ("compile", self.compile)) if on]
+            if extras:
+                raise ValueError(f"DP-SGD trains with the plain recipe (adam or sgd, fp32); drop {', '.join(extras)}")
+        return self
+
+    @model_validator(mode="after")
     def _checkpoints_within_training(self) -> "TrainingConfig":
         bad = [e for e in self.checkpoints if not 1 <= e <= self.epochs]
         if bad:

@@ -28,9 +28,10 @@ def arch_spec(cfg: RunConfig, model: "ModelConfig | None" = None) -> ArchSpec:
 def recipe(cfg: RunConfig) -> Recipe:
     t = cfg.training
     return Recipe(epochs=t.epochs, batch_size=t.batch_size, optimizer=t.optimizer, lr=t.lr,
-                  momentum=t.momentum, weight_decay=t.weight_decay, schedule=t.schedule,
-                  milestones=tuple(t.milestones), gamma=t.gamma, mirror=t.mirror, shift=t.shift,
-                  checkpoints=tuple(t.checkpoints))
+                  momentum=t.momentum, weight_decay=t.weight_decay, sam_rho=t.sam_rho, schedule=t.schedule,
+                  milestones=tuple(t.milestones), gamma=t.gamma, warmup_epochs=t.warmup_epochs,
+                  label_smoothing=t.label_smoothing, precision=t.precision, compile=t.compile,
+                  mirror=t.mirror, shift=t.shift, checkpoints=tuple(t.checkpoints))
 
 
 def groups(cfg: RunConfig) -> list[list[int]]:

@@ -2,7 +2,9 @@
 
 Random mirror + shift with reflect padding, LiRA's "weak" augmentation (Carlini et al. 2022,
 ``train.py``), applied per sample with precomputed random draws so that a model's augmentations
-depend only on its own seed.
+depend only on its own seed. Everything runs on the images' device: the trainer keeps the dataset
+there and moves each epoch's draws there once, so a training step copies nothing from the host and
+waits on nothing (no data-dependent branch, no ``.item()``).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import torch
 import torch.nn.functional as F
 
 
-def shift_and_mirror(x: torch.Tensor, flip: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor,
+def shift_and_mirror(x: torch.Tensor, flip: torch.Tensor | None, dx: torch.Tensor, dy: torch.Tensor,
                      pad: int) -> torch.Tensor:
     """Per-sample ``x[b]`` mirrored where ``flip[b]`` and shifted by ``(dx[b], dy[b])`` pixels.
 
-    ``x: [B, C, H, W]``; ``dx, dy`` in ``[-pad, pad]``; reflect padding fills the border.
+    ``x: [B, C, H, W]``; ``flip``: None for no mirroring; ``dx, dy`` in ``[-pad, pad]``; reflect
+    padding fills the border.
     """
-    if flip.any():
+    if flip is not None:
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     if pad == 0:
         return x
@@ -60,4 +63,4 @@ def apply_query(x: torch.Tensor, query: tuple[bool, int, int]) -> torch.Tensor:
     b = x.shape[0]
     pad = max(abs(dx), abs(dy))
     full = lambda v: torch.full((b,), v, device=x.device)
-    return shift_and_mirror(x, full(flip), full(dx), full(dy), pad)
+    return shift_and_mirror(x, full(True) if flip else None, full(dx), full(dy), pad)

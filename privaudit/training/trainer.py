@@ -24,6 +24,38 @@ K = 5 with two threads, and is identical with one). Parallelism comes from worke
 (:func:`privaudit.runtime.executor.run_tasks`), one thread each, so a group trains under the same
 thread count whether it runs in a worker or in-process.
 
+**A training step** (:func:`_fit`, every backend): gather each model's batch from the dataset,
+which lives on the training device (moved once in :func:`_train`; the epoch's index and
+augmentation plan is moved there once per epoch, :func:`stack_plans`; augmentation is tensor ops
+on that device, :mod:`privaudit.training.augment`: no host-to-device copy and no host sync per
+step), forward (:func:`make_forward`), :func:`step_loss` (each model's mean label-smoothed
+cross-entropy in fp32, summed over the models), and ``opt.step(closure)`` -- once for Adam/SGD,
+twice for SAM (:class:`~privaudit.training.recipe.SAM`: per-model gradient norm; BatchNorm running
+statistics from the forward at ``w`` only). Learning rate: linear warm-up, then the schedule
+(:func:`~privaudit.training.recipe.lr_factor`).
+
+* ``precision: bf16`` -- ``torch.autocast(device, bfloat16)`` around the forward, the loss in
+  fp32, parameters and optimizer state fp32. It is for GPUs. On a CPU it runs but is slow, and
+  under ``vmap`` the convolutions stay fp32 there (vmap turns ``conv2d`` into
+  ``aten::convolution``, which has an autocast kernel for CUDA but not for the CPU in torch 2.13).
+  It changes more than the last bits: a BatchNorm ResNet's bf16 gradient at initialisation is ~30%
+  off the fp32 one in relative L2 (CPU, ``loop``, ``resnet`` width 4-16, random labels; a CNN
+  without BatchNorm: ~2% after training). fp32 is the default, and the only precision with the
+  bit-for-bit grouping guarantee.
+* ``compile: true`` -- ``torch.compile`` of the forward (:func:`compiled`): the per-model module's
+  ``forward_each`` for ``loop`` (one graph serves every model: no recompilation per model), the
+  stacked ``forward_each`` for ``wide``/``vmap``; training falls back to eager with a warning if
+  compilation fails. Cost: 15-25 s on the first use in a process with a cold Inductor cache (2-core
+  CPU: Inductor builds its C++ kernels), 1-6 s with a warm cache, per distinct graph (a new group
+  size or batch shape may recompile). Worth it for long GPU runs only. The bit-for-bit grouping
+  guarantee holds for compiled ``loop`` training (one graph per model) but is not claimed for
+  compiled ``wide``/``vmap`` (the generated kernels depend on K).
+* channels_last: the ``loop`` backend converts each model and batch
+  (:class:`~privaudit.models.group.ModuleList`); ``vmap`` gets :func:`stacked_channels_last`
+  batches on a GPU (:data:`VMAP_CHANNELS_LAST`). On this 2-core CPU it was mixed for ``vmap``
+  (K = 4, batch 32, 32x32: ResNet-18 width 8 1.04x, WRN-10-2 1.15x, the LiRA CNN 0.69x), so the
+  CPU keeps NCHW.
+
 Cost, measured against the previous trainer on the ``benchmarks/train_throughput.py`` workloads
 (2-core CPU, interleaved, 2026-11-30): on one thread, as in a worker, the aligned layout costs
 0-4% (digits MLP K = 8/32/64: 0.96/0.98/0.97 of the old model-samples/s; Purchase-sized MLP and
@@ -35,6 +67,7 @@ Purchase-sized MLP (K = 32) and the MNIST CNN (``loop``, K = 8).
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -48,10 +81,11 @@ from privaudit.errors import ConfigError, TrainingError
 from privaudit.models.architectures import ArchSpec, init_model
 from privaudit.models.group import ModelGroup, ModuleList, VmapGroup, WideMLP, stack_states, uses_channels_last
 from privaudit.training.augment import draw_augmentations, shift_and_mirror
-from privaudit.training.recipe import Recipe, lr_factor, make_optimizer
+from privaudit.training.recipe import PRECISIONS, Recipe, lr_factor, make_optimizer
 
 BACKENDS = ("auto", "wide", "vmap", "loop")
 TRAINING_THREADS = 1   # intra-op threads while training on a CPU (see the module docstring)
+VMAP_CHANNELS_LAST = ("cuda",)   # devices where vmap gets channels_last image batches (see the docstring)
 
 CheckpointFn = Callable[[int, dict[str, torch.Tensor]], None]
 ProgressFn = Callable[[int], None]
@@ -126,13 +160,69 @@ def stack_plans(plans: list[EpochPlan], device: torch.device | str = "cpu") -> d
 
 
 def plan_batch(x: torch.Tensor, plan: dict[str, torch.Tensor], step: int, recipe: Recipe) -> torch.Tensor:
-    """Stacked, augmented batch ``[K, b, ...]`` of step ``step``: each model gathers its own rows."""
+    """Stacked, augmented batch ``[K, b, ...]`` of step ``step``: each model gathers its own rows
+    (on ``x``'s device, from the epoch's plan already there: no host-to-device copy per step)."""
     idx = plan["idx"][:, step]
     xb = x[idx.reshape(-1)]
     if x.dim() == 4 and (recipe.mirror or recipe.shift):
         flat = lambda name: plan[name][:, step].reshape(-1)
-        xb = shift_and_mirror(xb, flat("flip"), flat("dx"), flat("dy"), recipe.shift)
+        xb = shift_and_mirror(xb, flat("flip") if recipe.mirror else None, flat("dx"), flat("dy"), recipe.shift)
     return xb.reshape(*idx.shape, *x.shape[1:])
+
+
+def stacked_channels_last(xb: torch.Tensor) -> torch.Tensor:
+    """A stacked image batch ``[K, B, C, H, W]`` laid out in memory as ``[B, H, W, K, C]``: under
+    ``vmap`` each model's slice is channels_last, and so is the grouped convolution ``[B, K*C, H, W]``
+    that vmap's convolution batching rule makes of the K convolutions (a view, no copy)."""
+    return xb.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)
+
+
+def batch_layout(group: ModelGroup, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What a training batch goes through before the forward: :func:`stacked_channels_last` for
+    image models under ``vmap`` on the devices of :data:`VMAP_CHANNELS_LAST` (the ``loop`` backend
+    converts per model, :class:`~privaudit.models.group.ModuleList`); else nothing."""
+    if isinstance(group, VmapGroup) and uses_channels_last(group.spec) and device.type in VMAP_CHANNELS_LAST:
+        return lambda xb: stacked_channels_last(xb) if xb.dim() == 5 else xb
+    return lambda xb: xb
+
+
+def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(fn)``; if a compiled call fails (compilation happens on the first call and
+    on recompiles), a warning and plain ``fn`` from then on."""
+    fast, ok = torch.compile(fn), [True]
+
+    def call(xb: torch.Tensor) -> torch.Tensor:
+        if ok[0]:
+            try:
+                return fast(xb)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: train eagerly
+                ok[0] = False
+                warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
+                              f"training without compilation", RuntimeWarning, stacklevel=2)
+        return fn(xb)
+    return call
+
+
+def make_forward(group: ModelGroup, recipe: Recipe, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training forward ``x [K, b, ...] -> logits [K, b, C]``: the group's ``forward_each``,
+    compiled if ``recipe.compile``, under bf16 autocast if ``recipe.precision == "bf16"``."""
+    if recipe.precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {recipe.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    fn = compiled(group.forward_each) if recipe.compile else group.forward_each
+    if recipe.precision == "fp32":
+        return fn
+
+    def forward(xb: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return fn(xb)
+    return forward
+
+
+def step_loss(logits: torch.Tensor, yb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """Each model's mean (label-smoothed) cross-entropy, in fp32, summed over the models: a model's
+    gradient does not depend on K."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum",
+                           label_smoothing=recipe.label_smoothing) / recipe.batch_size
 
 
 def set_lr(opt: torch.optim.Optimizer, recipe: Recipe, step: int, total: int) -> None:
@@ -184,21 +274,23 @@ def _fit(group: ModelGroup, x: torch.Tensor, y: torch.Tensor, model_ids: list[in
          on_checkpoint: CheckpointFn | None, on_progress: ProgressFn | None) -> None:
     """The training loop shared by every backend: gather, augment, forward, summed loss, step."""
     group.train()
-    opt = make_optimizer(recipe, group.parameters())
+    opt = make_optimizer(recipe, group.parameters(), stacked=not isinstance(group, ModuleList),
+                         buffers=list(group.buffers()))
+    forward, layout = make_forward(group, recipe, x.device), batch_layout(group, x.device)
     total = recipe.epochs * steps
     for epoch in range(1, recipe.epochs + 1):
         plan = stack_plans([epoch_plan(root_seed, m, epoch, mem, steps, recipe)
                             for m, mem in zip(model_ids, members)], x.device)
         for step in range(steps):
             set_lr(opt, recipe, (epoch - 1) * steps + step, total)
-            xb = plan_batch(x, plan, step, recipe)
-            yb = y[plan["idx"][:, step]]
-            logits = group.forward_each(xb)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1),
-                                   reduction="sum") / recipe.batch_size
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            xb, yb = layout(plan_batch(x, plan, step, recipe)), y[plan["idx"][:, step]]
+
+            def closure() -> torch.Tensor:
+                opt.zero_grad(set_to_none=True)
+                loss = step_loss(forward(xb), yb, recipe)
+                loss.backward()
+                return loss
+            loss = opt.step(closure)        # SAM calls it twice
         end_of_epoch(group, epoch, recipe, model_ids, steps, bool(torch.isfinite(loss)), on_checkpoint, on_progress)
     group.eval()
 
