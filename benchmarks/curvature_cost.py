@@ -34,7 +34,7 @@ from privaudit.data.datasets import load_dataset
 from privaudit.models.architectures import ArchSpec, init_model
 from privaudit.models.group import group_from_state, stack_states
 from privaudit.runtime.allocator import apply_malloc_fix
-from privaudit.stages.curvature import zo_batch_size
+from privaudit.runtime.plan import zo_batch_size
 from privaudit.signals import curvature as est
 from privaudit.training.trainer import choose_backend
 

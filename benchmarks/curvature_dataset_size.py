@@ -35,7 +35,8 @@ from privaudit.runtime.executor import run_tasks
 from privaudit.runtime.plan import arch_spec, progress, queries, recipe
 from privaudit.runtime.run import Layout, Run
 from privaudit.signals.query import query_logits
-from privaudit.stages.curvature import curvature_of_group, curvature_settings
+from privaudit.runtime.plan import curvature_settings
+from privaudit.stages.curvature import curvature_of_group
 from privaudit.signals.transforms import derive
 
 FRACTIONS = (0.1, 0.2, 0.4, 0.7, 0.9)

@@ -258,7 +258,7 @@ class AttackConfig(Strict):
 class TargetConfig(Strict):
     """The user's own trained model, audited against the population."""
 
-    model: str                       # .safetensors state dict (+ the architecture), torch.export .pt2 or TorchScript
+    model: str                       # .safetensors state dict (+ the architecture) or torch.export .pt2
     members: str                     # .npy bool[n] over the pool's rows: True = in the target's training set
     factory: str | None = None       # the target's architecture, "package.module:function" (with kwargs)
     kwargs: dict[str, Any] = {}

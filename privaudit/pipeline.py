@@ -41,8 +41,10 @@ def run_all(cfg: RunConfig, *, attacks: list[AttackConfig] | None = None, consol
 
 def score_and_report(run: Run, cfg: RunConfig, console=None, *, attacks: list[AttackConfig] | None = None,
                      epoch: int | None = None) -> dict[str, Any]:
-    """Evaluate, attack the target, write the report and print the tables (the lock must be held)."""
+    """Evaluate, attack the target, write the report and print the tables (attacks, the target's
+    with its notes, and the utility of the audited models); the lock must be held."""
     from privaudit.evaluation.results import MetricsDocument
+    from privaudit.report import format as fmt
     from privaudit.report.table import metrics_table
 
     epoch = epoch or cfg.training.epochs
@@ -56,9 +58,15 @@ def score_and_report(run: Run, cfg: RunConfig, console=None, *, attacks: list[At
         doc = MetricsDocument.from_json(run.load_json(Layout.epoch_metrics(epoch)))
         doc.attacks = {k: v for k, v in doc.attacks.items() if k in results}
         console.print(metrics_table(doc))
+        target = None
         if final and cfg.target is not None and run.has(Layout.target_metrics):
             target = MetricsDocument.from_json(run.load_json(Layout.target_metrics))
             console.print(metrics_table(target, title=f"{target.run} ({cfg.population.n_models} reference models)"))
+            for note in target.notes:
+                console.print(f"note: {note}")
+        rows = fmt.utility_rows(doc, target)
+        if rows:
+            console.print(fmt.utility_table(rows, epoch).rich())
         console.print(f"report: {path}\nmetrics: {run.path(Layout.epoch_metrics(epoch))}")
     return results
 

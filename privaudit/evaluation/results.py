@@ -81,6 +81,42 @@ class AttackMetrics:
                    {k: Estimate.from_json(v) for k, v in d["summary"].items()}, int(d["n_nonmembers_per_target"]))
 
 
+@dataclass(frozen=True)
+class Spread:
+    """A quantity over the audited models: mean, min and max (all equal for one model)."""
+
+    mean: float
+    min: float
+    max: float
+
+    def to_json(self) -> dict[str, float]:
+        return {"mean": self.mean, "min": self.min, "max": self.max}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Spread":
+        return cls(float(d["mean"]), float(d["min"]), float(d["max"]))
+
+
+@dataclass(frozen=True)
+class Utility:
+    """What the audited models are worth: accuracy on their members (train) and non-members
+    (test) under the identity query, and the generalisation gap (train - test, per model)."""
+
+    n_models: int
+    train: Spread
+    test: Spread
+    gap: Spread
+
+    def to_json(self) -> dict[str, Any]:
+        return {"models": self.n_models, "query": "identity (query 0)", "train_accuracy": self.train.to_json(),
+                "test_accuracy": self.test.to_json(), "generalization_gap": self.gap.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Utility":
+        return cls(int(d["models"]), Spread.from_json(d["train_accuracy"]), Spread.from_json(d["test_accuracy"]),
+                   Spread.from_json(d["generalization_gap"]))
+
+
 @dataclass
 class MetricsDocument:
     """``metrics.json``: every attack scored on one run at one epoch (or on the user's target)."""
@@ -94,6 +130,8 @@ class MetricsDocument:
     intervals: str
     attacks: dict[str, AttackMetrics] = field(default_factory=dict)
     model: dict[str, Any] | None = None      # the audited target model, when there is one
+    utility: Utility | None = None           # accuracy of the audited models (None in older files)
+    notes: list[str] = field(default_factory=list)   # caveats shown with the table
 
     @property
     def many_targets(self) -> bool:
@@ -106,9 +144,14 @@ class MetricsDocument:
                "attacks": {k: a.to_json() for k, a in self.attacks.items()}}
         if self.model is not None:
             out["model"] = self.model
+        if self.utility is not None:
+            out["utility"] = self.utility.to_json()
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "MetricsDocument":
         return cls(d["run"], int(d["epoch"]), int(d["n_models"]), list(d["targets"]), d["protocol"], d["tpr_at_fpr"],
-                   d["intervals"], {k: AttackMetrics.from_json(a) for k, a in d["attacks"].items()}, d.get("model"))
+                   d["intervals"], {k: AttackMetrics.from_json(a) for k, a in d["attacks"].items()}, d.get("model"),
+                   Utility.from_json(d["utility"]) if d.get("utility") else None, list(d.get("notes", [])))

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from privaudit.evaluation.results import AttackMetrics, Estimate, MetricsDocument
+from privaudit.evaluation.results import AttackMetrics, Estimate, MetricsDocument, Spread, Utility
 
 TIES = "(ties)"
 TIES_NOTE = ("ties: the threshold falls inside a block of tied scores; the attack cannot separate these samples "
@@ -68,6 +68,44 @@ def caption(doc: MetricsDocument) -> str:
 
 def title(doc: MetricsDocument) -> str:
     return f"{doc.run}: {len(doc.targets)} targets, {doc.n_models} models, epoch {doc.epoch}"
+
+
+# -- utility: what the audited models are worth ------------------------------------------------------
+
+def spread_text(s: Spread, many: bool) -> str:
+    """``mean% [min, max]`` over models (just the value for one model), in percent."""
+    text = f"{100 * s.mean:.1f}%"
+    return text + f" [{100 * s.min:.1f}, {100 * s.max:.1f}]" if many else text
+
+
+def target_accuracy_text(u: Utility, n_members: int, n_non_members: int) -> str:
+    """One line: the user's target model's accuracy on its members and non-members."""
+    return (f"accuracy {100 * u.train.mean:.1f}% on its {n_members} members (train), {100 * u.test.mean:.1f}% on "
+            f"its {n_non_members} non-members (test); gap {100 * u.gap.mean:.1f} points")
+
+
+def utility_rows(population: MetricsDocument, target: MetricsDocument | None = None) -> dict[str, Utility]:
+    """The utility rows of a run: its population's and, when audited, the user's target's."""
+    rows = {}
+    if population.utility is not None:
+        rows[f"population ({population.utility.n_models} models)"] = population.utility
+    if target is not None and target.utility is not None:
+        rows["your target model"] = target.utility
+    return rows
+
+
+def utility_table(rows: dict[str, Utility], epoch: int) -> TextTable:
+    """One row per set of audited models (the population, the user's target): train (members) and
+    test (non-members) accuracy and their gap; over a population mean [min, max] over models."""
+    table = TextTable(f"Utility at epoch {epoch}: accuracy of the audited models",
+                      ["models", "train accuracy (members)", "test accuracy (non-members)", "gap (train - test)"],
+                      caption="identity query; over several models: mean [min, max] over models; the gap is "
+                              "computed per model")
+    for name, u in rows.items():
+        many = u.n_models > 1
+        gap = f"{100 * u.gap.mean:.1f} points" + (f" [{100 * u.gap.min:.1f}, {100 * u.gap.max:.1f}]" if many else "")
+        table.add_row(name, spread_text(u.train, many), spread_text(u.test, many), gap)
+    return table
 
 
 # -- plain numbers and tables (the studies' console tables and report sections) ---------------------

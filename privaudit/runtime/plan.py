@@ -50,6 +50,25 @@ def queries(cfg: RunConfig) -> list[tuple[bool, int, int]]:
     return query_grid(mirror=q.mirror, shift=q.shift, stride=q.stride)
 
 
+def curvature_settings(cfg: RunConfig) -> dict[str, Any]:
+    """What determines a curvature array besides the model (recorded with it)."""
+    return {"seed": cfg.seed, **cfg.curvature.model_dump(mode="json"), "loss": "stable_cross_entropy"}
+
+
+def curvature_queries(cfg: RunConfig, is_image: bool) -> list[tuple[bool, int, int]]:
+    """Identity, plus the mirror image when ``curvature.mirror`` (as in Curvature Clues)."""
+    return [(False, 0, 0), (True, 0, 0)] if cfg.curvature.mirror and is_image else [(False, 0, 0)]
+
+
+def zo_batch_size(arch: str, device: torch.device | str = "cpu") -> int:
+    """Samples per zero-order chunk (the forward sees 4x as many inputs): on a CPU 32 for
+    convolutional nets (every architecture but the MLP), which run 2-3x faster per sample on 128
+    inputs than on 4,096 (cache-resident activations), 1024 for MLPs (tiny forwards: large batches
+    amortise the per-call overhead; ``benchmarks/curvature_cost.py``); 1024 on a GPU. The target's
+    curvature uses the same chunks, so it is rounded exactly as a population model's."""
+    return 32 if arch != "mlp" and torch.device(device).type == "cpu" else 1024
+
+
 def uses_gpu(cfg: RunConfig) -> bool:
     if cfg.training.executor == "ray":   # the Ray head itself may have no GPU
         return cfg.training.device == "cuda" or (cfg.training.device == "auto" and torch.cuda.is_available())

@@ -14,7 +14,7 @@ holds that lock.
 <run>/keep.npy                        bool[M, n] membership design
 <run>/data/{x,y,kind,group,poison_targets}.npy, data/info.json   the pool
 <run>/models/models_AAAA-BBBB[_eEEEE].pt                        one file per group of models
-<run>/signals/epoch_EEEE/{logits,curvature,target_logits}.npy   (+ per-group parts)
+<run>/signals/epoch_EEEE/{logits,curvature,target_logits,target_curvature}.npy   (+ per-group parts)
 <run>/results/epoch_EEEE/{metrics,slices}.json, scores_<attack>.npy, *.png
 <run>/results/metrics.json            the final epoch's metrics
 <run>/results/target/                 the audited target model's metrics and scores

@@ -15,23 +15,12 @@ import torch
 
 from privaudit.config import CurvatureConfig, RunConfig
 from privaudit.runtime import plan
+from privaudit.runtime.plan import curvature_queries, curvature_settings, zo_batch_size
 from privaudit.runtime.groupwork import per_group_signal
 from privaudit.runtime.run import Layout, Run
 from privaudit.signals import curvature as est
 from privaudit.signals.curvature import stable_cross_entropy
 from privaudit.training.augment import apply_query
-
-
-def curvature_queries(cfg: RunConfig, is_image: bool) -> list[tuple[bool, int, int]]:
-    return [(False, 0, 0), (True, 0, 0)] if cfg.curvature.mirror and is_image else [(False, 0, 0)]
-
-
-def zo_batch_size(arch: str, device: torch.device | str = "cpu") -> int:
-    """Samples per zero-order chunk (the forward sees 4x as many inputs): on a CPU 32 for
-    convolutional nets (every architecture but the MLP), which run 2-3x faster per sample on 128
-    inputs than on 4,096 (cache-resident activations), 1024 for MLPs (tiny forwards: large batches
-    amortise the per-call overhead; ``benchmarks/curvature_cost.py``); 1024 on a GPU."""
-    return 32 if arch != "mlp" and torch.device(device).type == "cpu" else 1024
 
 
 def curvature_of_group(cfg: RunConfig, group, x: torch.Tensor, y: torch.Tensor,
@@ -57,11 +46,6 @@ def curvature_of_group(cfg: RunConfig, group, x: torch.Tensor, y: torch.Tensor,
                    sample_ids=ids, dtype=dtype, loss_fn=loss_fn)
         out.append(v.detach().float().cpu().numpy())
     return np.stack(out, axis=-1)
-
-
-def curvature_settings(cfg: RunConfig) -> dict:
-    """What determines the curvature array besides the trained models."""
-    return {"seed": cfg.seed, **cfg.curvature.model_dump(mode="json"), "loss": "stable_cross_entropy"}
 
 
 def curvature_group_task(run_dir: str, model_ids: list[int], epoch: int, settings: dict, on_progress) -> str:

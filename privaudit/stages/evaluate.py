@@ -1,13 +1,15 @@
 """Stage ``evaluate``: every configured attack, leave-one-model-out over the target models
 (Carlini et al., "Membership Inference Attacks From First Principles", IEEE S&P 2022, Sec. V):
 scores (``results/epoch_E/scores_<attack>.npy``, float64 as computed), metrics with intervals
-(``metrics.json``) and per-slice metrics (``slices.json``)."""
+(``metrics.json``, with the population's train / test accuracy) and per-slice metrics
+(``slices.json``)."""
 
 from __future__ import annotations
 
 from privaudit.config import AttackConfig, RunConfig
 from privaudit.evaluation.protocol import AttackResult, result_from_scores
-from privaudit.evaluation.results import TPR_CONVENTION, MetricsDocument
+from privaudit.evaluation.results import TPR_CONVENTION, MetricsDocument, Utility
+from privaudit.evaluation.utility import utility as model_utility
 from privaudit.runtime import plan
 from privaudit.runtime.run import Layout, Run
 
@@ -28,7 +30,8 @@ def evaluate(run: Run, cfg: RunConfig, console=None, *, attacks: list[AttackConf
                                                 mode=ev.tpr_mode, n_boot=ev.bootstrap, seed=ev.seed,
                                                 params=dict(a.params))
             advance(1)
-    doc = metrics_document(cfg, results, epoch)
+    utility = model_utility(run.signal("logits", epoch), run.keep(), run.labels())
+    doc = metrics_document(cfg, results, epoch, utility)
     rel = Layout.epoch_metrics(epoch)
     if run.has(rel):   # keep attacks scored earlier (each entry names its own targets)
         doc.attacks = MetricsDocument.from_json(run.load_json(rel)).attacks | doc.attacks
@@ -40,14 +43,16 @@ def evaluate(run: Run, cfg: RunConfig, console=None, *, attacks: list[AttackConf
     return results
 
 
-def metrics_document(cfg: RunConfig, results: dict[str, AttackResult], epoch: int) -> MetricsDocument:
+def metrics_document(cfg: RunConfig, results: dict[str, AttackResult], epoch: int,
+                     utility: Utility | None = None) -> MetricsDocument:
+    """The run's ``metrics.json`` at ``epoch``, with the population's utility at that epoch."""
     ev = cfg.evaluation
     return MetricsDocument(
         run=cfg.name, epoch=epoch, n_models=cfg.population.n_models, targets=list(range(ev.targets)),
         protocol="leave-one-model-out: each target's attack is fitted on the other models only",
         tpr_convention=TPR_CONVENTION[ev.tpr_mode],
         intervals=f"95% interval of the mean over targets: spread between targets plus {ev.bootstrap} joint bootstrap resamples of the shared samples, bias-corrected, t quantile (privaudit.evaluation.intervals)",
-        attacks={k: r.metrics() for k, r in results.items()})
+        attacks={k: r.metrics() for k, r in results.items()}, utility=utility)
 
 
 def slices_document(run: Run, cfg: RunConfig, results: dict[str, AttackResult], epoch: int) -> dict:

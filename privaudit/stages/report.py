@@ -15,6 +15,7 @@ from privaudit.runtime.run import Layout, Run
 
 def report(run: Run, cfg: RunConfig, console=None, *, epoch: int | None = None) -> Path:
     """Write the report of ``epoch`` (default: final) and return its path."""
+    from privaudit.report import format as fmt
     from privaudit.report import html as rh
     from privaudit.report.plots import histograms, roc_loglog
     from privaudit.studies import studies
@@ -30,10 +31,16 @@ def report(run: Run, cfg: RunConfig, console=None, *, epoch: int | None = None) 
                          title=f"{cfg.name}: ROC, mean over {len(doc.targets)} targets")
     hist_png = histograms({k: (s[0], keep[0]) for k, s in scores.items()},
                           run.path(Layout.results(epoch, "score_histograms.png")), title="target model 0")
-    sections = [("Attacks", rh.metrics_html(doc)), ("ROC (log-log)", rh._img(roc_png)),
-                ("Score distributions", rh._img(hist_png))]
+    target = None
     if cfg.target is not None and epoch == cfg.training.epochs and run.has(Layout.target_metrics):
-        sections.insert(0, _target_section(run, cfg))
+        target = MetricsDocument.from_json(run.load_json(Layout.target_metrics))
+    rows = fmt.utility_rows(doc, target)
+    sections = [("Attacks", rh.metrics_html(doc))]
+    if rows:
+        sections.append(("Utility", fmt.utility_table(rows, epoch).html()))
+    sections += [("ROC (log-log)", rh._img(roc_png)), ("Score distributions", rh._img(hist_png))]
+    if target is not None:
+        sections.insert(0, _target_section(run, cfg, target))
     sections.append(_vulnerable_section(run, epoch, labels, keep))
     if run.has(Layout.epoch_slices(epoch)):
         sections.append(("Per-slice AUC", rh.slices_html(run.load_json(Layout.epoch_slices(epoch)))))
@@ -43,6 +50,11 @@ def report(run: Run, cfg: RunConfig, console=None, *, epoch: int | None = None) 
                          run.path(Layout.results(epoch, "curvature_histogram.png")), xlabel="curvature", log_x=True,
                          title="input loss curvature: members (train) vs non-members (test)")
         medians = f"median curvature: members {np.median(curv[keep]):.3g}, non-members {np.median(curv[~keep]):.3g}"
+        if target is not None and run.has(Layout.signal("target_curvature", epoch)):
+            mine = run.load_npy(Layout.signal("target_curvature", epoch))[0].mean(axis=-1)
+            members = run.load_npy(Layout.target_members)
+            medians += (f"; your target model (zero-order): members {np.median(mine[members]):.3g}, "
+                        f"non-members {np.median(mine[~members]):.3g}")
         sections.append(("Input loss curvature", rh._img(png) + f"<p class=note>{medians}</p>"))
     if epoch == cfg.training.epochs and run.has(Layout.audit):
         sections.append(_dp_audit_section(run))
@@ -55,16 +67,21 @@ def report(run: Run, cfg: RunConfig, console=None, *, epoch: int | None = None) 
     return run.path(rel)
 
 
-def _target_section(run: Run, cfg: RunConfig) -> tuple[str, str]:
+def _target_section(run: Run, cfg: RunConfig, doc: MetricsDocument) -> tuple[str, str]:
+    """The target's attack table and ROC, its accuracy, and its notes (reference architecture,
+    curvature estimator)."""
+    from privaudit.report import format as fmt
     from privaudit.report import html as rh
     from privaudit.report.plots import roc_loglog
 
-    doc = MetricsDocument.from_json(run.load_json(Layout.target_metrics))
     members = run.load_npy(Layout.target_members)
     curves = {k: (run.load_npy(Layout.target_scores(k))[None], members[None]) for k in doc.attacks}
     png = roc_loglog(curves, run.path(Layout.target_file("roc.png")), title="your target model: ROC")
+    accuracy = "" if doc.utility is None else \
+        f"<p>{fmt.target_accuracy_text(doc.utility, int(members.sum()), int((~members).sum()))}</p>"
+    notes = "".join(f"<p class=note>note: {rh.html.escape(n)}</p>" for n in doc.notes)
     return ("Your target model", f"<p class=note>the given model, attacked with all {cfg.population.n_models} "
-            "population models as references</p>" + rh.metrics_html(doc) + rh._img(png))
+            "population models as references</p>" + accuracy + notes + rh.metrics_html(doc) + rh._img(png))
 
 
 def _vulnerable_section(run: Run, epoch: int, labels: np.ndarray, keep: np.ndarray) -> tuple[str, str]:
