@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _errors import raises_data_error
 
 from privaudit.data import dataset as dataset_mod
 from privaudit.data import datasets as dsmod
@@ -226,27 +227,7 @@ def test_empty_file_refused(tmp_path):
 # Location, CINIC-10 (small synthetic files in the real formats; no network)
 
 
-def raises(*needles: str):
-    """pytest.raises(DataError) whose message is one line containing every needle."""
-    return _OneLine(needles)
-
-
-class _OneLine:
-    def __init__(self, needles):
-        self.needles = needles
-
-    def __enter__(self):
-        self._cm = pytest.raises(DataError)
-        self.info = self._cm.__enter__()
-        return self.info
-
-    def __exit__(self, *exc):
-        handled = self._cm.__exit__(*exc)
-        msg = str(self.info.value)
-        assert "\n" not in msg, msg
-        for n in self.needles:
-            assert n in msg, f"{n!r} not in {msg!r}"
-        return handled
+raises = raises_data_error   # pytest.raises(DataError) whose message is one line containing every needle
 
 
 def check_images(ds: Dataset, n: int, n_classes: int) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _errors import raises_data_error
 
 from privaudit.data import loaders
 from privaudit.data.sources import _cifar as cifar_common
@@ -53,26 +54,6 @@ def _isolated_env(tmp_path, monkeypatch):
     """No test sees the developer's PRIVAUDIT_DATA or writes into ~/.cache/privaudit."""
     monkeypatch.delenv("PRIVAUDIT_DATA", raising=False)
     monkeypatch.setenv("PRIVAUDIT_CACHE", str(tmp_path / "cache"))
-
-
-def raises_data_error(*needles: str):
-    """pytest.raises(DataError) that also checks the message is one line containing needles."""
-
-    class _Ctx:
-        def __enter__(self):
-            self._cm = pytest.raises(DataError)
-            self.info = self._cm.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self._cm.__exit__(*exc)
-            msg = str(self.info.value)
-            assert "\n" not in msg, f"message is not one line: {msg!r}"
-            for n in needles:
-                assert n in msg, f"{n!r} not in {msg!r}"
-            return handled
-
-    return _Ctx()
 
 
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
