@@ -219,9 +219,11 @@ def make_forward(group: ModelGroup, recipe: Recipe, device: torch.device) -> Cal
 
 
 def step_loss(logits: torch.Tensor, yb: torch.Tensor, recipe: Recipe) -> torch.Tensor:
-    """Each model's mean (label-smoothed) cross-entropy, in fp32, summed over the models: a model's
-    gradient does not depend on K."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum",
+    """Each model's mean (label-smoothed) cross-entropy, at least in fp32 (bf16 logits are cast up;
+    fp64 models keep fp64), summed over the models: a model's gradient does not depend on K."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum",
                            label_smoothing=recipe.label_smoothing) / recipe.batch_size
 
 
