@@ -82,11 +82,13 @@ def datasets() -> None:
     table = Table(title="datasets")
     for col in ("name", "samples", "shape", "classes", "offline"):
         table.add_column(col, no_wrap=col == "name")
-    table.add_column("source / how to get", overflow="fold")
     for d in list_datasets():
         table.add_row(d.name, str(d.n_train or "-"), "x".join(map(str, d.input_shape)) or "-", str(d.n_classes or "-"),
-                      "yes" if d.offline else "no", d.how_to_get)
+                      "yes" if d.offline else "no")
     console.print(table)
+    console.print("how to get each dataset:")
+    for d in list_datasets():   # one line each, never wrapped by privaudit: URLs stay whole
+        console.print(f"  {d.name}: {d.how_to_get}", soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command()
@@ -134,11 +136,12 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
 
 
 def _register_commands() -> None:
-    """The DP audit command and every study's command (``privaudit.studies``)."""
-    from privaudit.commands import audit
+    """The DP audit and report commands, and every study's command (``privaudit.studies``)."""
+    from privaudit.commands import audit, report
     from privaudit.studies import studies
 
     audit.register(app)
+    report.register(app)
     for study in studies():
         study.register(app)
 

@@ -223,12 +223,15 @@ class AttackConfig(Strict):
     def _known(self) -> "AttackConfig":
         """Name, signal, parameters and label checked here, before any training."""
         from privaudit.attacks.registry import ATTACKS
-        from privaudit.signals.transforms import SIGNALS
+        from privaudit.signals.transforms import LABEL_ONLY_SIGNALS, SIGNALS, STORED_SIGNALS
 
         if self.name not in ATTACKS:
             raise ValueError(f"unknown attack {self.name!r}; known: {', '.join(ATTACKS)}")
-        if self.signal is not None and self.signal not in (*SIGNALS, CURVATURE_SIGNAL):
-            raise ValueError(f"unknown signal {self.signal!r}; choose one of {', '.join((*SIGNALS, CURVATURE_SIGNAL))}")
+        if self.signal is not None and self.signal not in (*SIGNALS, *STORED_SIGNALS):
+            raise ValueError(f"unknown signal {self.signal!r}; choose one of {', '.join((*SIGNALS, *STORED_SIGNALS))}")
+        if self.signal is not None and ATTACKS[self.name].label_only and self.signal not in LABEL_ONLY_SIGNALS:
+            raise ValueError(f"attack {self.name!r} is label-only: its signal must be one of "
+                             f"{', '.join(LABEL_ONLY_SIGNALS)}, got {self.signal!r}")
         unknown = sorted(set(self.params) - set(ATTACKS[self.name].params))
         if unknown:
             raise ValueError(f"attack {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "

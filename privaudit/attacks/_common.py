@@ -7,7 +7,11 @@ over a handful of options, never over samples. Arrays follow the attack calling 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from privaudit.errors import ConfigError, SignalError
 
@@ -22,7 +26,9 @@ def validate(target, ref, ref_keep, labels, *, name: str, vector: bool = False,
 
     ``vector``: the signal carries a trailing class axis (``probs``: ``target [n, A, C]``).
     ``kind``: ``"real"`` (any finite value), ``"nonneg"`` (finite and >= 0, e.g. curvature,
-    confidences) or ``"prob"`` (finite, in [0, 1]).
+    confidences), ``"prob"`` (finite, in [0, 1]) or ``"bool"`` (a label-only signal: every value
+    exactly 0 or 1; target and ref are then returned as ``bool`` arrays, so an attack on them
+    cannot see anything but the predicted labels' correctness).
     Raises :class:`SignalError` with a one-line message on any inconsistency.
     """
     target = np.asarray(target, dtype=np.float64)
@@ -70,7 +76,21 @@ def validate(target, ref, ref_keep, labels, *, name: str, vector: bool = False,
         if kind == "prob" and arr.size and arr.max() > 1 + 1e-6:
             raise SignalError(f"{name}: {what} must be probabilities in [0, 1], "
                               f"maximum is {arr.max():.6g}")
+        if kind == "bool" and not np.isin(arr, (0.0, 1.0)).all():
+            raise SignalError(f"{name}: {what} must be a label-only boolean signal (0/1 correctness of the "
+                              f"predicted label), got other values; pass signals.transforms.correct(...)")
+    if kind == "bool":
+        target, ref = target.astype(bool), ref.astype(bool)
     return target, ref, ref_keep, labels
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """BLAS and OpenMP limited to one thread for small scikit-learn fits (QMIA's boosting, the
+    label-only attack models): with PyTorch's own libgomp and OpenBLAS in the same process their
+    thread pools contend, and small fits ran 8-14x slower on 2 cores (measured)."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def choice(name: str, option: str, value, allowed) -> None:

@@ -9,6 +9,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from privaudit.runtime.notices import plural
+
 
 
 def _eps(x: Any) -> str:
@@ -20,9 +22,9 @@ def audit_table(doc: dict[str, Any]) -> Table:
     smp, claim = doc["samples"], doc["claimed"]
     claimed = "no DP" if claim is None else f"{claim['epsilon']:.3f} (delta {claim['delta']:g}, {claim['accountant']})"
     pooled = doc["attack_metrics_pooled"]
-    t = Table(title=f"{doc['run']}: DP audit with {doc['attack']} on {smp['selection']} samples "
-                    f"({smp['n_samples']} samples x {smp['n_targets']} target models: {smp['n_in']} IN / "
-                    f"{smp['n_out']} OUT trials), epoch {doc['epoch']}",
+    t = Table(title=f"{doc['run']}: DP audit with {doc['attack']} on {_samples_text(smp['selection'])} "
+                    f"({plural(smp['n_samples'], 'sample')} x {plural(smp['n_targets'], 'target model')}: "
+                    f"{smp['n_in']} IN / {smp['n_out']} OUT trials), epoch {doc['epoch']}",
               caption=f"claimed eps: {claimed}; delta used: {doc['delta']:g}; pooled AUC {pooled['auc']:.3f}, "
                       f"TPR@0.1% FPR {100 * pooled['tpr@0.001']:.2f}%\n{doc['verdict']}\nbasis: "
                       f"{doc.get('verdict_basis', '-')}")
@@ -41,6 +43,13 @@ def audit_table(doc: dict[str, Any]) -> Table:
         t.add_row(names.get(key, key), _eps(b["eps_lb"]), f"{b['confidence']:.0%}", _eps(claim_eps), exceeds,
                   valid, _eps(b.get("power_eps")), _short(key, b), _how(key, b))
     return t
+
+
+def _samples_text(selection: str) -> str:
+    """``all samples``, ``the canaries``, ``the mislabeled canaries``, ``the poisoning targets``."""
+    if selection in ("all", "canaries"):
+        return "all samples" if selection == "all" else "the canaries"
+    return "the poisoning targets" if selection == "poison_targets" else f"the {selection} canaries"
 
 
 def _short(key: str, b: dict[str, Any]) -> str:
@@ -85,10 +94,10 @@ def audit(run_dir: Path = typer.Argument(..., help="an existing run directory"),
             doc = run_audit(run, cfg, attack=attack, alpha=alpha, delta=delta, threshold=threshold,
                             samples="canaries" if canaries_only else samples, targets=targets, k_pos=k_pos,
                             k_neg=k_neg, two_sided=not one_sided, epoch=epoch)
-            if doc["epoch"] == cfg.training.epochs and run.has(Layout.epoch_metrics(cfg.training.epochs)):
+            if run.has(Layout.epoch_metrics(doc["epoch"])):
                 from privaudit.stages.report import report
 
-                report(run, cfg)   # the report shows the audit too
+                report(run, cfg, epoch=doc["epoch"])   # the report (of that epoch) shows the audit too
         console.print(audit_table(doc))
         e = doc["epoch"]
         console.print(f"audit: {run.path(Layout.audit if e == cfg.training.epochs else Layout.epoch_audit(e))}")

@@ -1,8 +1,9 @@
-"""What every command shares: the console, one-line errors, and opening an existing run."""
+"""What every command shares: the console, one-line errors and warnings, and opening an existing run."""
 
 from __future__ import annotations
 
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,18 +14,27 @@ from rich.console import Console
 
 from privaudit.errors import PrivauditError
 
-console = Console()
+console = Console()                # tables and results (stdout)
+progress_console = Console(stderr=True)   # progress bars (stderr), kept out of piped results
 
 
 def _error_line(message: str) -> None:
     sys.stderr.write(f"error: {' '.join(str(message).split())}\n")   # one line, never wrapped
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for people: ``warning: <text>`` on one line, no source path."""
+    sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
+
+
 @contextmanager
 def user_errors(resume_hint: bool = False) -> Iterator[None]:
-    """Turn privaudit's errors (and a full disk) into one line and exit 2; Ctrl-C into a hint."""
+    """Turn privaudit's errors (and a full disk) into one line and exit 2; Ctrl-C into a hint;
+    a Python warning into one line without its source path."""
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            yield
     except PrivauditError as err:
         _error_line(str(err))
         raise typer.Exit(2)

@@ -188,6 +188,7 @@ def threshold_bias(keep: np.ndarray, scores: np.ndarray, alpha: float, values: n
     out = np.zeros(len(scores))
     for t in range(len(scores)):
         y, s = np.asarray(keep[t], dtype=bool), np.asarray(scores[t], dtype=np.float64)
+        y, s = y[~np.isnan(s)], s[~np.isnan(s)]                               # NaN: not evaluated
         neg = np.sort(s[~y])[::-1]
         pos = np.sort(s[y])
         g = 1.0 - np.searchsorted(pos, neg, side="right") / pos.size        # members > j-th non-member

@@ -4,6 +4,16 @@ attack — and every sample of the pool is scored, labelled by ``keep[target]``.
 
 Metrics per target, their mean ± std over targets, and a bootstrap confidence interval of that mean
 (samples resampled jointly across targets).
+
+**Rows not evaluated: a NaN score.** An attack that fits on known non-members of the target
+(``AttackSpec.needs_public``: QMIA, Bertran et al., NeurIPS 2023) gets, per target, a seeded random
+half of that target's non-members as its public set (:func:`public_split`); the other half and
+all the members are what it is evaluated on. The protocol sets the public rows' scores to NaN
+(:func:`exclude`), and NaN is the one mechanism by which a row leaves a target's evaluation: every
+metric, TPR resolution, tie check, non-member count and bootstrap replicate of that target
+ignores it (it counts neither as a member nor as a non-member), and the saved scores keep the NaN,
+so every later reader sees the same exclusion. A user's own target model is split the same way
+(its own stream of the seed).
 """
 
 from __future__ import annotations
@@ -40,16 +50,59 @@ class AttackResult:
         return self.metrics().to_json()
 
 
+def public_split(members: np.ndarray, seed: int, target: int | None = None) -> np.ndarray:
+    """``bool[n]``: the public set of one target, ``floor(N / 2)`` of its N non-members drawn at
+    random from the stream ``(seed, target)`` (``target=None``: a user's own model, its own
+    stream). It depends only on the seed, the target and its membership row."""
+    members = np.asarray(members, dtype=bool)
+    out = np.flatnonzero(~members)
+    stream = [int(seed) % (1 << 63), 0, int(target)] if target is not None else [int(seed) % (1 << 63), 1]
+    chosen = np.random.default_rng(stream).choice(out, size=out.size // 2, replace=False)
+    public = np.zeros(members.shape, dtype=bool)
+    public[chosen] = True
+    return public
+
+
+def exclude(score: np.ndarray, public: np.ndarray | None) -> np.ndarray:
+    """``score`` with the rows ``public`` set to NaN: not evaluated for this target."""
+    return score if public is None else np.where(public, np.nan, score)
+
+
+def _attack_target(spec: AttackSpec, target_signal: np.ndarray, ref_signal: np.ndarray, ref_keep: np.ndarray,
+                   members: np.ndarray, labels: np.ndarray, context: dict[str, Any], stream: int | None,
+                   params: dict[str, Any]) -> np.ndarray:
+    """One target's scores ``float[n]``, with the context its attack reads (the pool's features, a
+    public set split off ``members``' non-members) and the public rows excluded (NaN)."""
+    public = public_split(members, context.get("public_seed", 0), stream) if spec.needs_public else None
+    score = run_attack(spec, target_signal, ref_signal, ref_keep, labels, features=context.get("features"),
+                       public=public, **params)
+    return exclude(score, public)
+
+
 def score_targets(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labels: np.ndarray,
-                  targets: list[int], **params: Any) -> np.ndarray:
-    """Scores ``float[T, n]``: target t attacked with references = every other model."""
+                  targets: list[int], *, context: dict[str, Any] | None = None, **params: Any) -> np.ndarray:
+    """Scores ``float[T, n]``: target t attacked with references = every other model.
+    ``context``: ``features`` (the pool's inputs, for attacks that ``needs_features``) and
+    ``public_seed`` (the seed of :func:`public_split`, for attacks that ``needs_public``; their
+    public rows come back NaN)."""
     if signal.shape[:2] != keep.shape:
         raise SignalError(f"signal {signal.shape} does not match keep {keep.shape} on [models, samples]")
     out = []
     for t in targets:
         ref = np.delete(np.arange(len(keep)), t)
-        out.append(run_attack(spec, signal[t], signal[ref], keep[ref], labels, **params))
+        out.append(_attack_target(spec, signal[t], signal[ref], keep[ref], keep[t], labels, context or {}, t, params))
     return np.stack(out)
+
+
+def evaluated(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One target's membership and scores restricted to its evaluated rows (score not NaN)."""
+    ok = ~np.isnan(score)
+    return np.asarray(y_true, dtype=bool)[ok], score[ok]
+
+
+def nonmembers(scores: np.ndarray, keep_targets: np.ndarray) -> int:
+    """The fewest evaluated non-members of any target."""
+    return int((~np.asarray(keep_targets, dtype=bool) & ~np.isnan(scores)).sum(axis=1).min())
 
 
 def metric_names(fprs: tuple[float, ...]) -> list[str]:
@@ -74,10 +127,13 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
     Resolution: a TPR at FPR alpha that some target's non-members cannot resolve
     (``alpha * n_neg < 1``) gets no number, only ``{"unresolved": True, "needs_nonmembers":
     ceil(1 / alpha)}``. A TPR whose threshold falls inside a block of tied scores on some target
-    (:func:`metrics.tie_at_fpr`) keeps its number and is marked ``"tied": True``."""
-    per_target = [target_metrics(keep_targets[i], scores[i], fprs, mode) for i in range(len(scores))]
+    (:func:`metrics.tie_at_fpr`) keeps its number and is marked ``"tied": True``. NaN scores are
+    rows not evaluated for that target (module docstring)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    rows = [evaluated(keep_targets[i], scores[i]) for i in range(len(scores))]
+    per_target = [target_metrics(y, s, fprs, mode) for y, s in rows]
     names = metric_names(fprs)
-    n_neg = int((~np.asarray(keep_targets, dtype=bool)).sum(axis=1).min())
+    n_neg = nonmembers(scores, keep_targets)
     unresolved = {f"tpr@{a:g}" for a in fprs if not metrics.fpr_resolvable(a, n_neg)}
     summary: dict[str, dict[str, Any]] = {}
     for m in names:
@@ -86,8 +142,7 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
             continue
         summary[m] = {"mean": float(np.mean([p[m] for p in per_target])),
                       "std": float(np.std([p[m] for p in per_target]))}
-        if m.startswith("tpr@") and any(metrics.tie_at_fpr(keep_targets[i], scores[i], float(m[4:]), mode=mode)
-                                        for i in range(len(scores))):
+        if m.startswith("tpr@") and any(metrics.tie_at_fpr(y, s, float(m[4:]), mode=mode) for y, s in rows):
             summary[m]["tied"] = True
     if n_boot:
         live = [m for m in names if m not in unresolved]
@@ -109,30 +164,35 @@ def result_from_scores(name: str, signal: str, scores: np.ndarray, keep_targets:
     """Metrics of scores ``[T, n]`` already computed (``keep_targets``: the targets' membership)."""
     per_target, summary = summarize(scores, keep_targets, fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
     return AttackResult(name, signal, list(targets), scores, per_target, summary, dict(params or {}),
-                        int((~keep_targets).sum(axis=1).min()))
+                        nonmembers(scores, keep_targets))
 
 
 def evaluate_attack(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labels: np.ndarray,
                     targets: list[int], *, fprs: tuple[float, ...], mode: str = "strict", n_boot: int = 200,
-                    seed: int = 0, name: str | None = None, **params: Any) -> AttackResult:
-    scores = score_targets(spec, signal, keep, labels, targets, **params)
+                    seed: int = 0, name: str | None = None, context: dict[str, Any] | None = None,
+                    **params: Any) -> AttackResult:
+    scores = score_targets(spec, signal, keep, labels, targets, context=context, **params)
     per_target, summary = summarize(scores, keep[targets], fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
     return AttackResult(name or spec.name, spec.signal, list(targets), scores, per_target, summary, params,
-                        int((~keep[targets]).sum(axis=1).min()))
+                        nonmembers(scores, keep[targets]))
 
 
 def evaluate_given_target(spec: AttackSpec, target_signal: np.ndarray, ref_signal: np.ndarray,
                           ref_keep: np.ndarray, members: np.ndarray, labels: np.ndarray, *,
                           fprs: tuple[float, ...], mode: str = "strict", n_boot: int = 200, seed: int = 0,
-                          name: str | None = None, **params: Any) -> AttackResult:
+                          name: str | None = None, context: dict[str, Any] | None = None,
+                          **params: Any) -> AttackResult:
     """One model from outside the population (a user's trained target, ``members: bool[n]`` its
-    training rows), attacked with every population model as a reference. ``targets`` is empty."""
+    training rows), attacked with every population model as a reference. ``targets`` is empty.
+    ``context`` as in :func:`score_targets` (the public set is split off the target's own
+    non-members, its rows NaN)."""
     if members.shape != (target_signal.shape[0],):
         raise SignalError(f"members {members.shape} does not match the target signal {target_signal.shape}")
-    scores = run_attack(spec, target_signal, ref_signal, ref_keep, labels, **params)[None]
+    scores = _attack_target(spec, target_signal, ref_signal, ref_keep, members, labels, context or {}, None,
+                            params)[None]
     per_target, summary = summarize(scores, members[None], fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
     return AttackResult(name or spec.name, spec.signal, [], scores, per_target, summary, params,
-                        int((~members).sum()))
+                        nonmembers(scores, members[None]))
 
 
 SignalSource = Callable[[str], np.ndarray]

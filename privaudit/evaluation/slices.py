@@ -82,7 +82,8 @@ def slice_summary(scores: np.ndarray, keep_targets: np.ndarray, mask: np.ndarray
         raise SignalError(f"scores {scores.shape}, keep_targets {keep_targets.shape} and mask {mask.shape} "
                           "must be [T, n], [T, n] and [n]")
     y = keep_targets[:, mask]
-    pos, neg = y.sum(axis=1), (~y).sum(axis=1)
+    evaluated = ~np.isnan(scores[:, mask].astype(np.float64))   # NaN: a row not evaluated for that target
+    pos, neg = (y & evaluated).sum(axis=1), (~y & evaluated).sum(axis=1)
     out: dict[str, Any] = {"n": int(mask.sum())}
     if not out["n"]:
         return out | {"status": "empty", "targets_used": []}

@@ -4,13 +4,14 @@ and the plain number / interval / table helpers the studies render their tables 
 
 from __future__ import annotations
 
-import html
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from privaudit.evaluation.results import AttackMetrics, Estimate, MetricsDocument, Spread, Utility
 
+NUMERIC = re.compile(r"^([-+−]?[\d.]|\(|∞|-$|needs ≥)")
 TIES = "(ties)"
 TIES_NOTE = ("ties: the threshold falls inside a block of tied scores; the attack cannot separate these samples "
              "at this FPR")
@@ -68,6 +69,35 @@ def caption(doc: MetricsDocument) -> str:
 
 def title(doc: MetricsDocument) -> str:
     return f"{doc.run}: {len(doc.targets)} targets, {doc.n_models} models, epoch {doc.epoch}"
+
+
+def estimate_attrs(e: Estimate) -> dict[str, str]:
+    """An estimate at full precision, as ``data-*`` attributes (and a tooltip) of its HTML cell."""
+    if e.unresolved:
+        return {"data-needs": str(e.needs_nonmembers)}
+    attrs = {"data-mean": repr(e.mean), "data-std": repr(e.std)}
+    if e.lo is not None:
+        attrs |= {"data-lo": repr(e.lo), "data-hi": repr(e.hi)}
+    if e.tied:
+        attrs["data-tied"] = "true"
+    interval = "" if e.lo is None else f", 95% interval [{e.lo!r}, {e.hi!r}]"
+    return attrs | {"title": f"mean {e.mean!r}, std {e.std!r}{interval}"}
+
+
+def attack_table(doc: MetricsDocument, source: str, heading: str = "") -> "TextTable":
+    """The attack table (:func:`columns`, :func:`row`, :func:`caption`: cell for cell as on the
+    console) with every estimate at full precision in its cell's ``data-*`` attributes;
+    ``source`` names the metrics document (``population`` or ``target``)."""
+    keys = [k for k, _ in columns(doc)]
+    table = TextTable(heading, ["attack"] + [h for _, h in columns(doc)],
+                      caption=f"{caption(doc)}. {doc.protocol}.",
+                      table_attrs={"class": "metrics", "data-source": source, "data-epoch": str(doc.epoch)})
+    for name, attack in doc.attacks.items():
+        attrs = [{"data-attack": name}] + [
+            {"data-attack": name, "data-metric": k} | (estimate_attrs(attack.summary[k]) if k in attack.summary else {})
+            for k in keys]
+        table.add_row(name, *row(doc, attack), attrs=attrs)
+    return table
 
 
 # -- utility: what the audited models are worth ------------------------------------------------------
@@ -132,17 +162,21 @@ def interval_text(value: Any, lo: Any, hi: Any, fmt: str = ".3f") -> str:
 @dataclass
 class TextTable:
     """A table of text cells, rendered the same on the console (:meth:`rich`) and in the HTML
-    report (:meth:`html`), so the two cannot disagree."""
+    report (:meth:`html`), so the two cannot disagree. ``attrs``: optional HTML attributes per
+    cell (e.g. the full-precision numbers behind a cell), ``table_attrs`` those of the table."""
 
     title: str
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)
     caption: str = ""
+    attrs: list[list[dict[str, str]]] = field(default_factory=list)
+    table_attrs: dict[str, str] = field(default_factory=dict)
 
-    def add_row(self, *cells: str) -> None:
+    def add_row(self, *cells: str, attrs: list[dict[str, str]] | None = None) -> None:
         if len(cells) != len(self.columns):
             raise ValueError(f"row of {len(cells)} cells for {len(self.columns)} columns")
         self.rows.append([str(c) for c in cells])
+        self.attrs.append(list(attrs) if attrs is not None else [{} for _ in cells])
 
     def rich(self):
         """A :class:`rich.table.Table` (cells are plain text, never console markup)."""
@@ -157,8 +191,38 @@ class TextTable:
             table.add_row(*(Text(c) for c in row))
         return table
 
+    def numeric(self) -> list[bool]:
+        """Per column: every cell is a number, an interval, ``-`` or a ``needs ≥`` (right-aligned in HTML)."""
+        return [i > 0 and all(NUMERIC.match(r[i]) for r in self.rows) and any(r[i] != "-" for r in self.rows)
+                for i in range(len(self.columns))]
+
     def html(self) -> str:
-        head = "".join(f"<th>{html.escape(c).replace(chr(10), '<br>')}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
-        caption = f"<p class=note>{html.escape(self.caption)}</p>" if self.caption else ""
-        return f"<h3>{html.escape(self.title)}</h3><table><tr>{head}</tr>{body}</table>{caption}"
+        """The table through the report's ``table`` template macro (escaped, with its attributes)."""
+        from privaudit.report.render import macro
+
+        return str(macro("table")(self))
+
+
+# -- slices: one table per slicing, markers explained only where they occur -------------------------
+
+SLICE_NOTES = {"†": "† FPR below 1/(non-members in the slice): no TPR, needs ≥ N non-members",
+               TIES: TIES_NOTE,
+               "*": "* some targets left out (one membership class in the slice)"}
+
+
+def slice_table(family: str, rows: dict[str, Any], metric: str = "auc", attacks: list[str] | None = None) -> TextTable:
+    """Rows = slices of ``family`` (from ``slices.json``), columns = ``attacks`` (default: all), cells
+    as the console's (:func:`privaudit.evaluation.slices.format_cell`); the caption explains only
+    the markers used."""
+    from privaudit.evaluation.slices import format_cell
+
+    found = list(next(iter(rows.values()), {}).get("attacks", {}))
+    names = found if attacks is None else [k for k in attacks if k in found]
+    unit = f"TPR % @ FPR {float(metric[4:]) * 100:g}%" if metric.startswith("tpr@") else metric.upper()
+    table = TextTable(f"{unit} per {family}", ["slice", "n", *names])
+    for label, r in rows.items():
+        table.add_row(label, str(r["n"]), *[format_cell(r["attacks"][k], metric) for k in names])
+    cells = [c for r in table.rows for c in r[2:]]
+    used = [note for mark, note in SLICE_NOTES.items() if any(mark in c for c in cells)]
+    table.caption = "; ".join(["mean over targets [95% bootstrap CI]", *used])
+    return table

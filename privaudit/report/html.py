@@ -1,81 +1,117 @@
-"""A self-contained HTML report (plots embedded as base64 PNG, no external assets)."""
+"""The self-contained HTML report: sections with stable ids, rendered through the Jinja2 templates
+of ``privaudit/report/templates`` (autoescaping on); plots and thumbnails inline as base64, no
+external assets. Tables go through :mod:`privaudit.report.format`, cell for cell as on the console."""
 
 from __future__ import annotations
 
 import base64
-import html
-import io
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-import matplotlib
+from markupsafe import Markup
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from privaudit.evaluation.results import MetricsDocument  # noqa: E402
-from privaudit.report import format as fmt  # noqa: E402
+from privaudit.evaluation.results import MetricsDocument
+from privaudit.report import format as fmt
+from privaudit.report.render import macro, render
+from privaudit.report.verdict import Verdict
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
+@dataclass
+class Section:
+    """One section of the report: a stable ``id`` (its anchor), a title, a plain-language intro
+    (1-3 sentences) and its HTML body (built by the helpers below, so already escaped)."""
+
+    id: str
+    title: str
+    intro: str
+    body: Markup
 
 
-def metrics_html(doc: MetricsDocument) -> str:
-    """The attack table, cell for cell as on the console (:mod:`privaudit.report.format`)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in fmt.columns(doc))
-    rows = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{html.escape(c)}</td>" for c in fmt.row(doc, a))
-                   + "</tr>" for name, a in doc.attacks.items())
-    return (f"<table><tr><th>attack</th>{head}</tr>{rows}</table>"
-            f"<p class=note>{html.escape(fmt.caption(doc))}. {html.escape(doc.protocol)}.</p>")
+@dataclass
+class SampleTable:
+    """The most exposed samples: one row per sample, with its image (a ``data:`` URI) or its
+    feature row, then text cells under ``columns``."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)   # {image, features, cells, attrs}
+    caption: str = ""
+
+    def numeric(self) -> list[bool]:
+        """Per column: every cell is a number (right-aligned)."""
+        return [all(fmt.NUMERIC.match(r["cells"][i]) for r in self.rows) for i in range(len(self.columns))]
 
 
-def slices_html(doc: dict[str, Any], metric: str = "auc") -> str:
-    """One table per slicing (class, canary kind, mixture group): rows = slices, columns = attacks."""
-    from privaudit.evaluation.slices import format_cell
-
-    out = []
-    for family, rows in doc["slicings"].items():
-        names = list(next(iter(rows.values()), {}).get("attacks", {}))
-        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-        body = "".join(f"<tr><td>{html.escape(label)}</td><td>{row['n']}</td>" +
-                       "".join(f"<td>{html.escape(format_cell(row['attacks'][k], metric))}</td>" for k in names) +
-                       "</tr>" for label, row in rows.items())
-        out.append(f"<h3>{html.escape(family)}</h3><table><tr><th>slice</th><th>n</th>{head}</tr>{body}</table>")
-    return "".join(out) + ("<p class=note>mean over targets [95% bootstrap CI]; * some targets left out "
-                           "(one membership class in the slice)</p>")
+@dataclass
+class Page:
+    title: str
+    subtitle: str
+    date: str
+    sections: list[Section]
 
 
-def sample_grid(x: np.ndarray, idx: np.ndarray, captions: list[str], mean, std) -> str:
-    """Thumbnails of image samples ``x[idx]`` (undoing the normalisation) as one embedded PNG."""
-    if x.ndim != 4 or len(idx) == 0:
-        return ""
-    n = len(idx)
-    cols = min(n, 10)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    m = np.asarray(mean if mean is not None else [0.0] * x.shape[1]).reshape(-1, 1, 1)
-    s = np.asarray(std if std is not None else [1.0] * x.shape[1]).reshape(-1, 1, 1)
-    for ax, i, cap in zip(axes.ravel(), idx, captions):
-        img = np.clip(x[i] * s + m, 0, 1).transpose(1, 2, 0)
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-        ax.set_title(cap, fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def render_report(*, title: str, sections: list[tuple[str, str]]) -> str:
-    """One self-contained HTML page; ``sections``: (heading, HTML body) pairs."""
-    body = "".join(f"<h2>{html.escape(h)}</h2>{b}" for h, b in sections)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;font-size:14px}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}.note{{color:#555;font-size:13px}}</style></head>
-<body><h1>{html.escape(title)}</h1>{body}</body></html>"""
+def image(png: bytes, alt: str, caption: str = "", **attrs: str) -> Markup:
+    """A figure with the PNG inline; ``attrs``: HTML attributes (``data_x`` becomes ``data-x``)."""
+    return macro("figure")(data_uri(png), alt, caption, {k.replace("_", "-"): v for k, v in attrs.items()})
+
+
+def table(t: fmt.TextTable) -> Markup:
+    return Markup(t.html())
+
+
+def metrics_html(doc: MetricsDocument, source: str) -> Markup:
+    """The attack table of ``doc`` (``source``: population or target), as on the console."""
+    return table(fmt.attack_table(doc, source))
+
+
+def slices_html(doc: dict[str, Any], metric: str = "auc", attacks: list[str] | None = None) -> Markup:
+    """One table per slicing (class, canary kind, mixture group): rows = slices, columns = ``attacks``
+    (default: every attack)."""
+    return Markup("").join(table(fmt.slice_table(family, rows, metric, attacks))
+                           for family, rows in doc["slicings"].items())
+
+
+def note(text: str) -> Markup:
+    return macro("note")(text)
+
+
+def paragraph(text: str) -> Markup:
+    return macro("paragraph")(text)
+
+
+def intro(text: str) -> Markup:
+    """The plain-language opening of a section."""
+    return macro("intro")(text)
+
+
+def preformatted(text: str) -> Markup:
+    return macro("pre")(text)
+
+
+def details(summary: str, body: Markup, open_: bool = False) -> Markup:
+    return macro("details")(summary, body, open_)
+
+
+def key_values(rows: list[tuple[str, str]], **attrs: str) -> Markup:
+    return macro("key_values")(rows, {k.replace("_", "-"): v for k, v in attrs.items()})
+
+
+def samples(t: SampleTable) -> Markup:
+    return macro("samples")(t)
+
+
+def verdict(v: Verdict) -> Markup:
+    return macro("verdict")(v)
+
+
+def join(*parts: Markup | str | None) -> Markup:
+    """Concatenate HTML parts (plain strings are escaped; None is skipped)."""
+    return Markup("").join(p for p in parts if p is not None)
+
+
+def render_page(page: Page, *, expand: bool = False) -> str:
+    """The whole page; ``expand`` opens every collapsed block (for printing)."""
+    return render("report.html.j2", page=page, expand=expand)

@@ -13,7 +13,7 @@ def metrics_table(doc: MetricsDocument, title: str | None = None) -> Table:
     table = Table(title=title or fmt.title(doc), caption=fmt.caption(doc))
     table.add_column("attack", no_wrap=True, min_width=max(len(k) for k in doc.attacks))
     for _, heading in fmt.columns(doc):
-        table.add_column(heading)
+        table.add_column(heading, overflow="fold")   # a narrow console wraps numbers, never cuts them
     for name, attack in doc.attacks.items():
         table.add_row(name, *fmt.row(doc, attack))
     return table

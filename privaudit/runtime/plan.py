@@ -98,16 +98,31 @@ def load_group(run: Run, cfg: RunConfig, model_ids: list[int], epoch: int | None
 
 
 @contextmanager
-def progress(console, description: str, total: int, unit: str) -> Iterator[Any]:
-    """A progress bar with units on ``console`` (none when ``console`` is None); yields ``advance(n)``."""
+def progress(console, description: str, total: int | None, unit: str = "") -> Iterator[Any]:
+    """A progress bar on ``console`` (none when ``console`` is None); yields ``advance(n)``. With a
+    ``total`` it counts ``unit`` (a plural noun: ``3/8 models``); ``total=None`` is one step of
+    unknown length, shown with its elapsed time and full when the step ends. The bar gives way
+    first: words and numbers wrap on a narrow console, they are never cut."""
     if console is None:
         yield lambda n=1: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
+    from rich.table import Column
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+    whole = lambda: Column(no_wrap=True, overflow="ignore")
+    counts = (MofNCompleteColumn(table_column=whole()), TextColumn(unit, table_column=whole()),
+              TimeElapsedColumn(table_column=whole()), TimeRemainingColumn(table_column=whole()))
+    counts = counts if total is not None else counts[2:3]
+    rest = 8 * len(counts) + (len(f"{total}/{total}") + len(unit) - 14 if total is not None else 0)
+    bar = BarColumn(bar_width=max(4, min(40, console.width - len(description) - rest - 2)))
+    with Progress(TextColumn("{task.description}", table_column=Column(overflow="fold")), bar, *counts,
+                  console=console, transient=False) as live:
+        task = live.add_task(description, total=total)
+        try:
+            yield lambda n=1: live.advance(task, n)
+        except BaseException:
+            live.live.transient = True   # an error stays one line, with no bar above it
+            raise
+        if total is None:
+            live.update(task, total=1, completed=1)

@@ -20,6 +20,7 @@ holds that lock.
 <run>/results/target/                 the audited target model's metrics and scores
 <run>/results/<study>/                each study's artifacts
 <run>/report/index.html
+<run>/inputs/{data.npz,model.safetensors,members.npy}   what privaudit.audit() was given
 ```
 """
 
@@ -127,6 +128,16 @@ class Layout:
     @staticmethod
     def epoch_report(epoch: int) -> str:
         return f"report/epoch_{epoch:04d}.html"
+
+    @staticmethod
+    def report_pdf(epoch: int | None = None) -> str:
+        """The report printed to PDF (``privaudit report --pdf``): the final one, or a checkpoint's."""
+        return "report/index.pdf" if epoch is None else f"report/epoch_{epoch:04d}.pdf"
+
+    @staticmethod
+    def inputs(file: str) -> str:
+        """What :func:`privaudit.audit` was given: the arrays, the model and its members mask."""
+        return f"inputs/{check_name(file, 'input file')}"
 
 
 def _sha256(path: Path) -> str:
@@ -454,16 +465,25 @@ class Run:
         extra = len(self.load_npy(Layout.pool("y"), mmap=True)) - keep.shape[1]
         return np.hstack([keep, np.ones((keep.shape[0], extra), dtype=bool)]) if extra else keep
 
-    def signal(self, name: str, epoch: int) -> np.ndarray:
-        """A named signal ``[M, n, A(, C)]``: the stored curvature, or derived from the stored logits
-        (cached on this object for as long as the stored file is unchanged)."""
-        from privaudit.signals.transforms import derive
+    @staticmethod
+    def signal_source(name: str, epoch: int) -> str:
+        """The stored array a signal comes from: itself when stored by its own stage (curvature,
+        label-only noise distance), else the logits it is derived from."""
+        from privaudit.signals.transforms import STORED_SIGNALS
 
-        source = Layout.signal("curvature" if name == "curvature" else "logits", epoch)
+        return Layout.signal(name if name in STORED_SIGNALS else "logits", epoch)
+
+    def signal(self, name: str, epoch: int) -> np.ndarray:
+        """A named signal ``[M, n, A(, C)]``: a stored one (curvature, label_noise_distance), or
+        derived from the stored logits (cached on this object for as long as the stored file is
+        unchanged)."""
+        from privaudit.signals.transforms import STORED_SIGNALS, derive
+
+        source = self.signal_source(name, epoch)
         entry = self.manifest()["artifacts"].get(source)
         key = (name, epoch, entry and entry["sha256"])
         if key not in self._signals:
-            if name == "curvature":
+            if name in STORED_SIGNALS:
                 self._signals[key] = np.asarray(self.load_npy(source))
             else:
                 self._signals[key] = derive(name, np.asarray(self.load_npy(source, mmap=True)), self.labels())
@@ -489,18 +509,21 @@ class Run:
         """Leave-one-model-out scores ``float64[T, n]`` of targets ``0..T-1`` for ``attack`` (an
         :class:`~privaudit.config.AttackConfig`): the saved ones when they fit (same attack, same
         parameters, same signal file, at least T targets), else computed (and saved with ``save``,
-        which only the evaluation does, so saved scores always match ``metrics.json``)."""
+        which only the evaluation does, so saved scores always match ``metrics.json``). A NaN score
+        is a row not evaluated for that target (the public set QMIA fits on:
+        :mod:`privaudit.evaluation.protocol`)."""
         from privaudit.attacks.registry import get_attack
         from privaudit.evaluation.protocol import score_targets
 
-        source = Layout.signal("curvature" if attack.signal_name == "curvature" else "logits", epoch)
-        entry = self.manifest()["artifacts"].get(source)
+        entry = self.manifest()["artifacts"].get(self.signal_source(attack.signal_name, epoch))
         fingerprint = attack.fingerprint() | {"source": entry and entry["sha256"]}
         saved = self.saved_scores(attack.key, epoch, n_targets, fingerprint)
         if saved is not None:
             return saved
-        scores = score_targets(get_attack(attack.name), self.signal(attack.signal_name, epoch), self.keep(),
-                               self.labels(), list(range(n_targets)), **dict(attack.params))
+        spec = get_attack(attack.name)
+        context = {"features": self.pool()[0] if spec.needs_features else None, "public_seed": self.config().seed}
+        scores = score_targets(spec, self.signal(attack.signal_name, epoch), self.keep(), self.labels(),
+                               list(range(n_targets)), context=context, **dict(attack.params))
         if save:
             self.save_scores(attack.key, epoch, scores, fingerprint)
         return scores

@@ -13,7 +13,15 @@ import numpy as np
 
 from privaudit.errors import SignalError
 
-SIGNALS = ("logits", "probs", "loss", "conf", "phi", "hinge", "mentr", "taylor_conf")
+SIGNALS = ("logits", "probs", "loss", "conf", "phi", "hinge", "mentr", "taylor_conf", "correct")
+
+#: Signals a run stores as computed (by their own stage), not derived from the logits.
+STORED_SIGNALS = ("curvature", "label_noise_distance")
+#: Label-only signals: functions of the predicted label (argmax) alone, never of the logits' values
+#: (Choquette-Choo et al., "Label-Only Membership Inference Attacks", ICML 2021). ``correct`` is
+#: ``bool [..., n, A]``; ``label_noise_distance`` is computed from predicted labels under noise
+#: (:mod:`privaudit.signals.label_noise`).
+LABEL_ONLY_SIGNALS = ("correct", "label_noise_distance")
 
 
 def _check(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,10 +118,19 @@ def taylor_conf(logits: np.ndarray, labels: np.ndarray, *, temperature: float = 
     t = sum(shifted**i / np.prod(np.arange(1, i + 1)) for i in range(order))
     bad = float((t <= 0).mean())
     if bad > 0.01:
-        warnings.warn(f"taylor_conf: the order-{order} Taylor polynomial is <= 0 for {bad:.0%} of logits "
-                      f"(logits/T below about -1.6 leave its valid range): the signal is unreliable for these "
-                      f"models; prefer the plain softmax signal (rmia_online)", stacklevel=2)
+        warnings.warn(f"the taylor_conf signal is unreliable for these models: its order-{order} Taylor "
+                      f"polynomial is <= 0 for {bad:.0%} of the logits (logits / temperature below about -1.6); "
+                      f"use rmia_online (the plain softmax signal) instead", stacklevel=2)
     return _true_class(t, labels) / t.sum(axis=-1)
+
+
+def correct(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``bool [..., n, A]``: the top-1 prediction of each query is the true label,
+    ``argmax_c logits[..., i, a, c] == labels[i]`` (first maximum on ties). A label-only signal:
+    any strictly increasing per-row transform of the logits (softmax, temperature, a shift) gives
+    the same array, so an attack on it sees the predicted labels and nothing else."""
+    logits, labels = _check(logits, labels)
+    return logits.argmax(axis=-1) == labels[:, None]
 
 
 def derive(name: str, logits: np.ndarray, labels: np.ndarray, **params) -> np.ndarray:
@@ -123,7 +140,7 @@ def derive(name: str, logits: np.ndarray, labels: np.ndarray, **params) -> np.nd
     if name == "probs":
         return probs(_check(logits, labels)[0])
     functions = {"loss": loss, "conf": conf, "phi": phi, "hinge": hinge, "mentr": mentr,
-                 "taylor_conf": taylor_conf}
+                 "taylor_conf": taylor_conf, "correct": correct}
     if name not in functions:
         raise SignalError(f"unknown signal {name!r}; choose one of {', '.join(SIGNALS)}")
     return functions[name](logits, labels, **params)

@@ -17,6 +17,7 @@ from privaudit.config import CurvatureConfig, RunConfig
 from privaudit.runtime import plan
 from privaudit.runtime.plan import curvature_queries, curvature_settings, zo_batch_size
 from privaudit.runtime.groupwork import per_group_signal
+from privaudit.runtime.notices import plural
 from privaudit.runtime.run import Layout, Run
 from privaudit.signals import curvature as est
 from privaudit.signals.curvature import stable_cross_entropy
@@ -67,6 +68,6 @@ def curvature(run: Run, cfg: RunConfig, console=None, epoch: int | None = None) 
         return
     epoch = epoch or cfg.training.epochs
     settings = curvature_settings(cfg)
-    per_group_signal(run, cfg, "curvature", epoch, curvature_group_task,
-                     f"curvature ({cfg.curvature.estimator}, {cfg.curvature.rounds} rounds)", console, settings)
+    what = f"input curvature ({cfg.curvature.estimator}, {plural(cfg.curvature.rounds, 'round')})"
+    per_group_signal(run, cfg, "curvature", epoch, curvature_group_task, what, console, settings)
     run.mark("curvature", epoch=epoch, **settings)

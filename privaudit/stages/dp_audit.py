@@ -24,7 +24,8 @@ power (a function of the design alone: counts, delta, alpha -- not of the scores
 at ``1 - alpha`` (``"verdict_basis"``); the other is reported as a separate test, so the verdict is a
 single test at level alpha.
 
-Writes ``results/epoch_EEEE/audit.json`` (and ``results/audit.json`` for the final epoch).
+Writes ``results/epoch_EEEE/audit.json`` (and ``results/audit.json`` for the final epoch), with
+``primary_bound``: the key of the bound the verdict rests on.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def select_samples(run: Run, selection: str) -> np.ndarray:
     kind = np.zeros(n, np.int8) if kind is None else kind[:n]
     idx = np.flatnonzero(kind != 0) if selection == "canaries" else np.flatnonzero(kind == KINDS[selection])
     if idx.size == 0:
-        raise ConfigError(f"{run.root} has no {selection} canaries (add them in the config's 'canaries' section)")
+        what = "canaries" if selection == "canaries" else f"{selection} canaries"
+        raise ConfigError(f"{run.root} has no {what} (add them in the config's 'canaries' section)")
     return idx
 
 
@@ -170,6 +172,9 @@ def audit(run: Run, cfg: RunConfig, *, attack: str = "lira_online", alpha: float
            "attack_metrics_pooled": {"auc": metrics.auc(y, s), "tpr@0.001": metrics.tpr_at_fpr(y, s, 1e-3),
                                      "tpr@0.01": metrics.tpr_at_fpr(y, s, 1e-2)},
            "note": TRIALS_NOTE}
+    for key, bound in doc["bounds"].items():
+        bound["name"] = NAMES[key]
+    doc["primary_bound"] = primary_bound(doc)
     doc["verdict_basis"] = verdict_basis(doc)
     doc["verdict"] = verdict(doc)
     if save:

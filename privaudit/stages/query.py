@@ -7,6 +7,7 @@ from __future__ import annotations
 from privaudit.config import RunConfig
 from privaudit.runtime import plan
 from privaudit.runtime.groupwork import per_group_signal
+from privaudit.runtime.notices import plural
 from privaudit.runtime.run import Layout, Run
 
 
@@ -28,6 +29,6 @@ def query(run: Run, cfg: RunConfig, console=None) -> None:
     grid = [list(q) for q in plan.queries(cfg)]
     for epoch in plan.signal_epochs(cfg):
         per_group_signal(run, cfg, "logits", epoch, query_group_task,
-                         f"query models (epoch {epoch}, {len(grid)} {'query' if len(grid) == 1 else 'queries'})",
+                         f"query models (epoch {epoch}, {plural(len(grid), 'query')})",
                          console, settings={"queries": grid})
     run.mark("query", epochs=plan.signal_epochs(cfg), queries=len(grid))

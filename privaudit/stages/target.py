@@ -11,7 +11,8 @@ inputs it was trained on is refused (:func:`check_inputs`). Curvature attacks us
 zero-order curvature of the target (:func:`target_curvature`).
 
 Artifacts: the members mask, the model's path and sha256, its logits ``[1, n, A, C]``, its curvature
-``[1, n, A]`` when asked for, and ``results/target/`` (metrics and per-sample scores). A changed
+``[1, n, A]`` and its label-only noise distance ``[1, n, 1]`` when asked for, and
+``results/target/`` (metrics and per-sample scores; NaN = a row not evaluated). A changed
 model file, members mask or query grid is re-queried; everything else resumes.
 """
 
@@ -261,15 +262,56 @@ def target_curvature(run: Run, cfg: RunConfig) -> np.ndarray:
     return values
 
 
+# -- label-only noise distance ---------------------------------------------------------------------
+
+def target_label_noise(run: Run, cfg: RunConfig) -> np.ndarray:
+    """The target's label-only noise distance ``float32[1, n, 1]`` (black-box: its predicted labels
+    under noise only), with the population's settings and noise draws
+    (:mod:`privaudit.signals.label_noise`), recomputed when the model or the settings change."""
+    from privaudit.signals import label_noise as ln
+
+    rel = Layout.signal("target_label_noise_distance", cfg.training.epochs)
+    query_target(run, cfg)   # the model file checked, its info current
+    info = run.load_json(Layout.target_info)
+    settings = ln.settings(cfg.seed) | {"target_sha256": info["sha256"], "architecture": info.get("architecture")}
+    if run.has(rel) and run.meta(rel) == {"settings": settings}:
+        return run.load_npy(rel)
+    data = read_model_file(cfg.target.model)
+    if sha256(data) != info["sha256"]:
+        raise DataError(f"target.model: {cfg.target.model} changed while the run was using it; run again")
+    model = load_target_model(run, cfg, data, resolve_device(cfg.training.device))
+    x, y = run.pool()
+    values = ln.distances_of(ModuleList([model]), x, y, ln.settings(cfg.seed))
+    run.save_npy(rel, values, meta={"settings": settings})
+    return values
+
+
+def _target_signal(run: Run, cfg: RunConfig, name: str, target_logits: np.ndarray, labels: np.ndarray,
+                   cache: dict[str, np.ndarray]) -> np.ndarray:
+    """The target's signal ``name`` ``[n, A(, C)]``: its curvature or label-only noise distance
+    (computed once per call of :func:`evaluate_target`), or derived from its logits."""
+    from privaudit.signals.transforms import derive
+
+    if name not in cache:
+        if name == "curvature":
+            cache[name] = target_curvature(run, cfg)
+        elif name == "label_noise_distance":
+            cache[name] = target_label_noise(run, cfg)
+        else:
+            cache[name] = derive(name, np.asarray(target_logits), labels)
+    return cache[name][0]
+
+
 # -- attacks -----------------------------------------------------------------------------------------
 
 def evaluate_target(run: Run, cfg: RunConfig, console=None, *, attacks=None) -> dict[str, Any]:
     """Every attack on the target, with all M population models as references; writes
     ``results/target/metrics.json`` (with the target's utility and notes) and the per-sample
-    scores. Curvature attacks use the target's zero-order curvature."""
+    scores. Curvature attacks use the target's zero-order curvature, ``label_noise`` its
+    label-only noise distance; an attack fitted on public non-members (QMIA) gets half of the
+    target's non-members, whose scores are saved as NaN (not evaluated)."""
     from privaudit.attacks.registry import get_attack
     from privaudit.evaluation.protocol import evaluate_given_target
-    from privaudit.signals.transforms import derive
 
     if cfg.target is None:
         return {}
@@ -279,19 +321,17 @@ def evaluate_target(run: Run, cfg: RunConfig, console=None, *, attacks=None) -> 
     labels = run.labels()
     target_logits = query_target(run, cfg)
     note = curvature_note(cfg)
-    curvature = None
+    signals: dict[str, np.ndarray] = {}
     results = {}
     for a in attacks if attacks is not None else cfg.attacks:
-        if a.signal_name == "curvature":
-            if note is not None:
-                continue
-            curvature = target_curvature(run, cfg) if curvature is None else curvature
-            target_signal = curvature[0]
-        else:
-            target_signal = derive(a.signal_name, np.asarray(target_logits), labels)[0]
-        res = evaluate_given_target(get_attack(a.name), target_signal, run.signal(a.signal_name, epoch), keep, members,
+        if a.signal_name == "curvature" and note is not None:
+            continue
+        spec = get_attack(a.name)
+        target_signal = _target_signal(run, cfg, a.signal_name, target_logits, labels, signals)
+        context = {"features": run.pool()[0] if spec.needs_features else None, "public_seed": cfg.seed}
+        res = evaluate_given_target(spec, target_signal, run.signal(a.signal_name, epoch), keep, members,
                                     labels, fprs=tuple(ev.fprs), mode=ev.tpr_mode, n_boot=ev.bootstrap, seed=ev.seed,
-                                    name=a.key, **dict(a.params))
+                                    name=a.key, context=context, **dict(a.params))
         res.signal = a.signal_name
         results[a.key] = res
         run.save_npy(Layout.target_scores(a.key), res.scores[0])

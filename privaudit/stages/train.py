@@ -4,6 +4,8 @@ records its privacy claim (``dp.json``)."""
 
 from __future__ import annotations
 
+import socket
+import time
 from functools import partial
 
 from privaudit.config import RunConfig
@@ -11,6 +13,7 @@ from privaudit.data.membership import check_keep
 from privaudit.device import on_cpu, resolve_device
 from privaudit.runtime import plan
 from privaudit.runtime.executor import run_tasks
+from privaudit.runtime.notices import plural
 from privaudit.runtime.run import Layout, Run
 
 
@@ -50,20 +53,24 @@ def train(run: Run, cfg: RunConfig, console=None) -> None:
 
     keep = check_keep(run.keep(), run.n_audit())
     todo = [ids for ids in plan.groups(cfg) if not group_done(run, cfg, ids)]
+    info = {k: v for k, v in (run.stage_done("train") or {}).items() if k in ("device", "backend", "host", "seconds")}
     if todo:
         steps = steps_per_epoch(keep, cfg.training.batch_size) * cfg.training.epochs
         schedule = plan.schedule(cfg)
         device = "cuda" if schedule["gpus_per_task"] else "cpu"
         backend = choose_backend(plan.arch_spec(cfg), cfg.training.backend, device)
         n_models = sum(len(ids) for ids in todo)
-        with plan.progress(console, f"train {n_models} models ({backend}, {device})", n_models * steps,
+        t0 = time.perf_counter()
+        with plan.progress(console, f"train {plural(n_models, 'model')} ({backend}, {device})", n_models * steps,
                            "model-steps") as advance:
             tasks = [{"run_dir": str(run.root), "model_ids": ids} for ids in todo]
             run_tasks(train_group_task, tasks, **schedule, advance=advance)
-    info = {}
+        # for the report's environment: where the models trained, and for how long (summed over resumes)
+        info = {"device": device, "backend": backend, "host": socket.gethostname(),
+                "seconds": info.get("seconds", 0.0) + time.perf_counter() - t0}
     if cfg.training.dp is not None:
         claim = dp_claim(run, cfg)
-        info = {"claimed_epsilon": claim["epsilon"], "delta": claim["delta"]}
+        info |= {"claimed_epsilon": claim["epsilon"], "delta": claim["delta"]}
         if console is not None:
             console.print(f"DP-SGD claim (Opacus {cfg.training.dp.accountant}): every model is "
                           f"({claim['epsilon']:.3g}, {claim['delta']:g})-DP; noise multiplier "

@@ -18,7 +18,8 @@ def dynamics(run_dir: Path = typer.Argument(..., help="a run directory trained w
              bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples for the CIs"),
              seed: int = typer.Option(0, "--seed", help="seed of the bootstraps and the split-half draw")) -> None:
     """Per-sample vulnerability on the FPR-TPR plane across checkpoints (Chen et al. 2025)."""
-    from privaudit.commands.common import console, open_run, user_errors
+    from privaudit.commands.common import console, open_run, progress_console, user_errors
+    from privaudit.runtime.plan import progress
     from privaudit.runtime.run import Layout
     from privaudit.stages.report import report
     from privaudit.studies.dynamics import NAME
@@ -28,9 +29,11 @@ def dynamics(run_dir: Path = typer.Argument(..., help="a run directory trained w
     with user_errors(resume_hint=True):
         run, cfg = open_run(run_dir)
         with run.writer():
-            out = run_dynamics(run, cfg, attack=attack, fpr=fpr, top_frac=top_frac, targets=targets,
-                               n_boot=bootstrap, seed=seed, console=console)
-            page = report(run, cfg) if run.has(Layout.epoch_metrics(cfg.training.epochs)) else None
+            with progress(progress_console, f"dynamics study ({attack})", None):
+                out = run_dynamics(run, cfg, attack=attack, fpr=fpr, top_frac=top_frac, targets=targets,
+                                   n_boot=bootstrap, seed=seed, console=progress_console)
+            with progress(progress_console, "write the report", None):
+                page = report(run, cfg) if run.has(Layout.epoch_metrics(cfg.training.epochs)) else None
         doc = out.doc
         console.print(f"difficulty: {doc['forgetting_resolution']}")
         console.print(checkpoint_table(doc).rich())

@@ -76,4 +76,7 @@ def report_section(run: Run) -> tuple[str, str] | None:
     return study_section(
         run, NAME, DOCUMENT, PLOTS, "Privacy over training",
         lambda doc: findings_table(doc).html() + summary_table(doc).html() + checkpoint_table(doc).html(),
-        lambda doc, rel: f"{doc['forgetting_resolution']}; every number and its definition in {rel}")
+        lambda doc, rel: f"{doc['forgetting_resolution']}; every number and its definition in {rel}",
+        intro="How each sample's exposure develops during training: the attack is scored at every checkpoint and "
+              "each sample's (FPR, TPR) point is followed across them (Chen et al. 2025). It shows when the "
+              "vulnerable samples become vulnerable, and whether an early checkpoint already predicts them.")

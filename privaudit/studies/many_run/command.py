@@ -36,6 +36,7 @@ def many_run(out_dir: Path = typer.Argument(..., help="directory the audit is wr
              n_models: Optional[int] = typer.Option(None, "--n-models", help="models per setting (default 10000)")) -> None:
     """Train N small DP-SGD models, half with one canary, and bound eps with Clopper–Pearson."""
     from privaudit.commands.common import console, user_errors
+    from privaudit.runtime.notices import plural
     from privaudit.runtime.run import Layout, Run
     from privaudit.studies.many_run import DOCUMENT, NAME
     from privaudit.studies.many_run.audit import PAPER, ManyRunSettings, run_many
@@ -45,14 +46,26 @@ def many_run(out_dir: Path = typer.Argument(..., help="directory the audit is wr
         rows = []
         for r in _rows(config, epsilon, bug, n_models):
             s = ManyRunSettings(**r)
-            console.print(f"eps={s.epsilon:g} bug={s.bug}: training {s.n_models} models ...")
+            console.print(f"eps={s.epsilon:g} bug={s.bug}: training {plural(s.n_models, 'model')} ...")
             rows.append(run_many(s))
         doc = {"paper": PAPER, "rows": rows}
         run = Run(out_dir)
         with run.writer():
             run.save_json(Layout.study(NAME, DOCUMENT), doc)
+            page = _refresh_report(run)
         console.print(audit_table(doc).rich())
-        console.print(f"written: {run.path(Layout.study(NAME, DOCUMENT))}")
+        console.print(f"written: {run.path(Layout.study(NAME, DOCUMENT))}" + (f"\nreport: {page}" if page else ""))
+
+
+def _refresh_report(run) -> Path | None:
+    """Rebuild the report when ``run`` is a run directory with metrics (it shows this audit too)."""
+    from privaudit.runtime.run import Layout
+    from privaudit.stages.report import report
+
+    if not run.has(Layout.config):
+        return None
+    cfg = run.config()
+    return report(run, cfg) if run.has(Layout.epoch_metrics(cfg.training.epochs)) else None
 
 
 def register(app: typer.Typer) -> None:

@@ -31,4 +31,7 @@ def report_section(run: Run) -> tuple[str, str] | None:
     """The audit table, or None when the run holds no many-run audit."""
     return study_section(run, NAME, DOCUMENT, (), "Many-run DP audit",
                          lambda doc: audit_table(doc).html(),
-                         lambda doc, rel: f"every number, the settings and the counts in {rel}")
+                         lambda doc, rel: f"every number, the settings and the counts in {rel}",
+                         intro="Many models trained with DP-SGD, half of them with one worst-case canary; how well "
+                               "the canary's presence can be told from the models bounds epsilon from below "
+                               "(Tramèr et al. 2022). A bound above the claimed epsilon refutes the claim.")

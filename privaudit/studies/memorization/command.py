@@ -40,7 +40,8 @@ def memorization(
         bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples for the CIs"),
         seed: int = typer.Option(0, "--seed", help="seed of the draws and bootstraps")) -> None:
     """Memorization vs vulnerability: FZ scores, per-group tables, shadow-model budget (Choi et al.)."""
-    from privaudit.commands.common import console, open_run, user_errors
+    from privaudit.commands.common import console, open_run, progress_console, user_errors
+    from privaudit.runtime.plan import progress
     from privaudit.runtime.run import Layout
     from privaudit.stages.report import report
     from privaudit.studies.memorization import NAME
@@ -53,8 +54,10 @@ def memorization(
                                    repeats=repeats, budget_targets=budget_targets, table_targets=targets,
                                    tpr_targets=tpr_targets, epoch=epoch, n_boot=bootstrap, seed=seed)
         with run.writer():
-            doc = run_memorization(run, cfg, opts)
-            page = report(run, cfg) if run.has(Layout.epoch_metrics(cfg.training.epochs)) else None
+            with progress(progress_console, f"memorization study ({opts.attack})", None):
+                doc = run_memorization(run, cfg, opts)
+            with progress(progress_console, "write the report", None):
+                page = report(run, cfg) if run.has(Layout.epoch_metrics(cfg.training.epochs)) else None
         console.print(group_table(doc).rich())
         console.print(findings_table(doc).rich())
         console.print(f"written: {run.path(Layout.study(NAME))}/ (memorization.json, *.npy, budget_*.png)"

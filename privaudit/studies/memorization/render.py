@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from privaudit.evaluation.results import Estimate
 from privaudit.report.format import TIES, TIES_NOTE, TextTable, estimate_text, interval_text, number
 from privaudit.runtime.run import Run
@@ -32,8 +34,8 @@ def group_table(doc: dict[str, Any]) -> TextTable:
     t = TextTable(title=f"{doc['run']}: attacks per sample group (epoch {doc['epoch']}, {doc['n_models']} models)",
                   columns=columns,
                   caption="mean [95% bootstrap CI] over targets; TPR strict at FPR <= "
-                          f"{doc['fpr']:g} on the group's own ROC (needs ≥ N non-members: the group has fewer "
-                          "than 1/FPR non-members, no TPR); 'global thr.' = TPR at the threshold set on all non-members")
+                          f"{doc['fpr']:g} on the group's own ROC; 'global thr.' = TPR at the threshold set on all "
+                          "non-members")
     for label, res in doc["tables"].items():
         if "skipped" in res:
             t.add_row(label, *(["skipped"] + ["-"] * (3 * len(names) - 1)))
@@ -43,6 +45,8 @@ def group_table(doc: dict[str, Any]) -> TextTable:
                   *[_cell(gs[g].get(key), True) if "skipped" not in gs[g] else "skipped" for g in names],
                   *[number(100 * gs[g]["tpr_global"]["mean"], ".2f") if "tpr_global" in gs[g] else "-"
                     for g in names])
+    if any("needs ≥" in c for r in t.rows for c in r):
+        t.caption += "; needs ≥ N non-members: the group has fewer than 1/FPR non-members, no TPR"
     if any(TIES in c for r in t.rows for c in r):
         t.caption += f"; {TIES_NOTE}"
     return t
@@ -66,21 +70,35 @@ def findings_table(doc: dict[str, Any]) -> TextTable:
         r = doc["correlations"].get(key)
         if r:
             t.add_row(f"Spearman(memorization, {what})", f"{interval_text(r['rho'], r['lo'], r['hi'])} "
-                      f"({r['band']}, p={number(r['p_value'], '.2g')}, n={r['n']})")
+                      f"({r['band']}, {p_text(r['p_value'])}, n={r['n']})")
     b = doc["budget"]
     for s in b["reductions"]["saturation"]:
         t.add_row(f"reference models for '{s['group']}' {s['metric']}",
-                  f"{number(s['final'])} at R={s['r_max']}; reached with R={s['r_needed']} -> "
-                  f"{'>= ' if s.get('capped') else ''}{number(s['factor'], '.1f')}x fewer")
+                  f"{number(s['final'])} at R={s['r_max']}; "
+                  f"{reduction_text(s.get('r_needed'), s.get('factor'), s.get('capped'))}")
     for c in b["reductions"]["high_mem_vs_random"]:
         t.add_row(f"high_mem vs random, {c['metric']}",
-                  f"random reaches {number(c['level'])} at R={c.get('r_max')}; high_mem with "
-                  f"R={c.get('r_needed_a')} -> {'>= ' if c.get('capped') else ''}{number(c['factor'], '.1f')}x fewer")
+                  f"random reaches {number(c['level'])} at R={c.get('r_max')}; high_mem "
+                  f"{reduction_text(c.get('r_needed_a'), c.get('factor'), c.get('capped'))}")
     for kind in ("h2", "mem"):
         if f"predicted_reduction_{kind}" in b["bound"]:
             t.add_row(f"predicted reduction, median N (1/{'H²' if kind == 'h2' else 'mem²'})",
                       f"{number(b['bound'][f'predicted_reduction_{kind}'], '.1f')}x")
     return t
+
+
+def p_text(p: float | None) -> str:
+    """A p-value in words: ``p < 1e-16`` where it underflows to 0, ``p undefined`` when missing."""
+    if p is None or not np.isfinite(p):
+        return "p undefined"
+    return "p < 1e-16" if p == 0 else f"p = {p:.2g}"
+
+
+def reduction_text(r_needed: int | None, factor: float | None, capped: bool | None) -> str:
+    """How many reference models reach the level, and the saving: words instead of ``∞x``/``-x``."""
+    if r_needed is None or factor is None or not np.isfinite(factor):
+        return "does not reach it with the available reference models"
+    return f"reaches it with R={r_needed}: {'at least ' if capped else ''}{factor:.1f}x fewer reference models"
 
 
 def report_section(run: Run) -> tuple[str, str] | None:
@@ -91,4 +109,7 @@ def report_section(run: Run) -> tuple[str, str] | None:
         run, NAME, DOCUMENT, PLOTS, "Memorization and vulnerability",
         lambda doc: group_table(doc).html() + findings_table(doc).html(),
         lambda doc, rel: f"{doc['attack']} at FPR {doc['fpr']:g}, epoch {doc['epoch']}; every number and its "
-                         f"definition in {rel}")
+                         f"definition in {rel}",
+        intro="Memorization (Feldman & Zhang 2020) is how much more often a model classifies a sample correctly "
+              "when it trained on it than when it did not. Highly memorized samples are the ones membership "
+              "inference exposes most, and they need fewer reference models to attack (Choi et al. 2023).")
