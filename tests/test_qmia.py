@@ -167,3 +167,18 @@ def test_attacks_command_lists_the_new_attacks():
     out = CliRunner().invoke(app, ["attacks"], env={"COLUMNS": "250"}).output
     for name in ("qmia", "gap", "label_augmentation", "label_noise"):
         assert name in out
+
+
+def test_studies_refuse_attacks_that_leave_samples_unscored():
+    """Memorization, dynamics and the DP audit need a score for every sample: QMIA's public half is
+    unscored, and the noise distance exists for the final epoch only -- one line, before any work."""
+    from privaudit.commands.common import per_sample_attack
+    from privaudit.errors import ConfigError
+
+    for study in ("memorization", "dynamics", "audit"):
+        with pytest.raises(ConfigError, match="public half unscored"):
+            per_sample_attack("qmia", study)
+    with pytest.raises(ConfigError, match="final epoch only"):
+        per_sample_attack("label_noise", "dynamics", every_checkpoint=True)
+    assert per_sample_attack("label_noise", "memorization") == "label_noise"
+    assert per_sample_attack("lira_online", "dynamics", every_checkpoint=True) == "lira_online"

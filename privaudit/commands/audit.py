@@ -84,11 +84,12 @@ def audit(run_dir: Path = typer.Argument(..., help="an existing run directory"),
           one_sided: bool = typer.Option(False, "--one-sided", help="Clopper-Pearson on TPR/FPR only"),
           epoch: Optional[int] = typer.Option(None, "--epoch", help="checkpoint epoch (default: final)")) -> None:
     """Audit a DP claim: eps lower bounds from an attack's scores, next to the claimed eps."""
-    from privaudit.commands.common import console, open_run, user_errors
+    from privaudit.commands.common import console, open_run, per_sample_attack, user_errors
     from privaudit.runtime.run import Layout
     from privaudit.stages.dp_audit import audit as run_audit
 
     with user_errors():
+        per_sample_attack(attack, "audit")
         run, cfg = open_run(run_dir)
         with run.writer():
             doc = run_audit(run, cfg, attack=attack, alpha=alpha, delta=delta, threshold=threshold,

@@ -60,3 +60,20 @@ def open_run(run_dir: Path, **updates: Any):
             set_path(data, key, value)
         cfg = parse_config(data, "command line")
     return run, cfg
+
+
+def per_sample_attack(name: str, study: str, *, every_checkpoint: bool = False) -> str:
+    """The attack a study scores every sample of every target with: refused, in one line, when it
+    leaves samples unscored (QMIA's public half) or, across checkpoints, needs a signal stored for
+    the final epoch only (the label-only noise distance)."""
+    from privaudit.attacks.registry import ATTACKS
+    from privaudit.errors import ConfigError
+
+    spec = ATTACKS.get(name)
+    if spec is not None and spec.needs_public:
+        raise ConfigError(f"{study}: --attack {name} leaves each target's public half unscored; the study needs "
+                          f"a score for every sample: choose another attack (e.g. lira_online)")
+    if spec is not None and every_checkpoint and spec.signal == "label_noise_distance":
+        raise ConfigError(f"{study}: --attack {name} needs the label-noise distance, computed for the final "
+                          f"epoch only: choose another attack (e.g. lira_online)")
+    return name

@@ -18,7 +18,7 @@ def dynamics(run_dir: Path = typer.Argument(..., help="a run directory trained w
              bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples for the CIs"),
              seed: int = typer.Option(0, "--seed", help="seed of the bootstraps and the split-half draw")) -> None:
     """Per-sample vulnerability on the FPR-TPR plane across checkpoints (Chen et al. 2025)."""
-    from privaudit.commands.common import console, open_run, progress_console, user_errors
+    from privaudit.commands.common import console, open_run, per_sample_attack, progress_console, user_errors
     from privaudit.runtime.plan import progress
     from privaudit.runtime.run import Layout
     from privaudit.stages.report import report
@@ -27,6 +27,7 @@ def dynamics(run_dir: Path = typer.Argument(..., help="a run directory trained w
     from privaudit.studies.dynamics.stage import run_dynamics
 
     with user_errors(resume_hint=True):
+        per_sample_attack(attack, "dynamics", every_checkpoint=True)
         run, cfg = open_run(run_dir)
         with run.writer():
             with progress(progress_console, f"dynamics study ({attack})", None):

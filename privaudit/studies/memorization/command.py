@@ -40,7 +40,7 @@ def memorization(
         bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples for the CIs"),
         seed: int = typer.Option(0, "--seed", help="seed of the draws and bootstraps")) -> None:
     """Memorization vs vulnerability: FZ scores, per-group tables, shadow-model budget (Choi et al.)."""
-    from privaudit.commands.common import console, open_run, progress_console, user_errors
+    from privaudit.commands.common import console, open_run, per_sample_attack, progress_console, user_errors
     from privaudit.runtime.plan import progress
     from privaudit.runtime.run import Layout
     from privaudit.stages.report import report
@@ -50,7 +50,7 @@ def memorization(
 
     with user_errors(resume_hint=True):
         run, cfg = open_run(run_dir)
-        opts = MemorizationOptions(attack=attack, fpr=fpr, threshold=threshold, budget_sizes=_sizes(budget_sizes),
+        opts = MemorizationOptions(attack=per_sample_attack(attack, "memorization"), fpr=fpr, threshold=threshold, budget_sizes=_sizes(budget_sizes),
                                    repeats=repeats, budget_targets=budget_targets, table_targets=targets,
                                    tpr_targets=tpr_targets, epoch=epoch, n_boot=bootstrap, seed=seed)
         with run.writer():
