@@ -40,6 +40,7 @@ from privaudit.errors import SignalError
 from privaudit.evaluation.protocol import score_targets, summarize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attack_table import open_run  # noqa: E402  (benchmarks/attack_table.py: trains and queries a config)
 from json_output import emit  # noqa: E402  (benchmarks/json_output.py)
 
 KS = (1, 2, 4, 8, 16, 32)
@@ -47,36 +48,6 @@ REFERENCE_ATTACKS = ("lira_online", "lira_online_global", "lira_offline", "lira_
                      "rmia_offline", "label_augmentation")
 FREE_ATTACKS = ("qmia", "loss", "gap", "label_noise")
 FPR = 0.01
-
-
-def _yaml(value: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(value)
-
-
-def open_run(source: str, out: str | None, sets: list[str]):
-    """The run of ``source`` (trained and queried first when it is a config) and its config."""
-    from privaudit.config import load_config
-    from privaudit.runtime.run import Run
-    from privaudit.stages.prepare import prepare
-    from privaudit.stages.query import query
-    from privaudit.stages.train import train
-
-    path = Path(source)
-    if path.is_dir():
-        run = Run.open(path)
-        return run, run.config()
-    overrides = {k: _yaml(v) for k, v in (s.split("=", 1) for s in sets)}
-    if out:
-        overrides["out"] = out
-    cfg = load_config(path, overrides)
-    run = Run(cfg.run_dir)
-    with run.writer():
-        prepare(run, cfg)
-        train(run, cfg)
-        query(run, cfg)
-    return run, cfg
 
 
 def target_distances(run, cfg, targets: list[int]) -> np.ndarray:

@@ -122,15 +122,6 @@ def test_dp_sgd_refuses_batchnorm_and_trains_groupnorm(digits):
     assert all(torch.isfinite(t).all() for t in group.state().values())
 
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(torch.float32)
-
-
 def test_dp_sgd_without_noise_or_clipping_is_plain_sgd_for_a_groupnorm_resnet(digits, float64):
     """DP-SGD (noise 0, huge C, shuffled batches), the ``loop`` and the ``vmap`` backends train the
     same GroupNorm ResNet for the same seed (per-sample gradients summed = the batch gradient).

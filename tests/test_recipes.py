@@ -174,15 +174,6 @@ def test_sam_without_a_closure_says_why():
 
 
 # -- BatchNorm architectures, loop vs vmap -------------------------------------------------------------
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(torch.float32)
-
-
 @pytest.mark.parametrize("spec", [RESNET, WRN], ids=["resnet", "wrn"])
 def test_batchnorm_models_train_under_loop_and_vmap(spec):
     """1 epoch (4 steps) on 128 random 3x16x16 images, with augmentation, under both backends:

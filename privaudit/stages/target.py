@@ -243,13 +243,14 @@ def zero_order_of(cfg: RunConfig, model: nn.Module, x: torch.Tensor, y: torch.Te
     return np.stack(out, axis=-1)
 
 
-def target_curvature(run: Run, cfg: RunConfig) -> np.ndarray:
-    """The target's zero-order curvature ``float32[1, n, A]``, recomputed when the model or the
-    curvature settings change (``Layout.signal("target_curvature", E)``)."""
-    rel = Layout.signal("target_curvature", cfg.training.epochs)
+def _black_box_signal(run: Run, cfg: RunConfig, name: str, settings: dict[str, Any],
+                      compute: Callable[[nn.Module, np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """The target's signal ``name`` from black-box queries ``compute(model, x, y)``, stored with
+    ``settings`` (plus the model's sha256 and architecture) and recomputed when they change."""
+    rel = Layout.signal(name, cfg.training.epochs)
     query_target(run, cfg)   # the model file checked, its info current
     info = run.load_json(Layout.target_info)
-    settings = curvature_settings(cfg) | {"target_sha256": info["sha256"], "architecture": info.get("architecture")}
+    settings = settings | {"target_sha256": info["sha256"], "architecture": info.get("architecture")}
     if run.has(rel) and run.meta(rel) == {"settings": settings}:
         return run.load_npy(rel)
     data = read_model_file(cfg.target.model)
@@ -257,9 +258,15 @@ def target_curvature(run: Run, cfg: RunConfig) -> np.ndarray:
         raise DataError(f"target.model: {cfg.target.model} changed while the run was using it; run again")
     model = load_target_model(run, cfg, data, resolve_device(cfg.training.device))
     x, y = run.pool()
-    values = zero_order_of(cfg, model, torch.from_numpy(x), torch.from_numpy(y))
+    values = compute(model, x, y)
     run.save_npy(rel, values, meta={"settings": settings})
     return values
+
+
+def target_curvature(run: Run, cfg: RunConfig) -> np.ndarray:
+    """The target's zero-order curvature ``float32[1, n, A]`` (``Layout.signal("target_curvature", E)``)."""
+    compute = lambda model, x, y: zero_order_of(cfg, model, torch.from_numpy(x), torch.from_numpy(y))
+    return _black_box_signal(run, cfg, "target_curvature", curvature_settings(cfg), compute)
 
 
 # -- label-only noise distance ---------------------------------------------------------------------
@@ -267,23 +274,11 @@ def target_curvature(run: Run, cfg: RunConfig) -> np.ndarray:
 def target_label_noise(run: Run, cfg: RunConfig) -> np.ndarray:
     """The target's label-only noise distance ``float32[1, n, 1]`` (black-box: its predicted labels
     under noise only), with the population's settings and noise draws
-    (:mod:`privaudit.signals.label_noise`), recomputed when the model or the settings change."""
+    (:mod:`privaudit.signals.label_noise`)."""
     from privaudit.signals import label_noise as ln
 
-    rel = Layout.signal("target_label_noise_distance", cfg.training.epochs)
-    query_target(run, cfg)   # the model file checked, its info current
-    info = run.load_json(Layout.target_info)
-    settings = ln.settings(cfg.seed) | {"target_sha256": info["sha256"], "architecture": info.get("architecture")}
-    if run.has(rel) and run.meta(rel) == {"settings": settings}:
-        return run.load_npy(rel)
-    data = read_model_file(cfg.target.model)
-    if sha256(data) != info["sha256"]:
-        raise DataError(f"target.model: {cfg.target.model} changed while the run was using it; run again")
-    model = load_target_model(run, cfg, data, resolve_device(cfg.training.device))
-    x, y = run.pool()
-    values = ln.distances_of(ModuleList([model]), x, y, ln.settings(cfg.seed))
-    run.save_npy(rel, values, meta={"settings": settings})
-    return values
+    compute = lambda model, x, y: ln.distances_of(ModuleList([model]), x, y, ln.settings(cfg.seed))
+    return _black_box_signal(run, cfg, "target_label_noise_distance", ln.settings(cfg.seed), compute)
 
 
 def _target_signal(run: Run, cfg: RunConfig, name: str, target_logits: np.ndarray, labels: np.ndarray,
