@@ -104,6 +104,17 @@ def print_tables(run: Run, cfg: RunConfig, console, results: dict[str, Any], epo
     rows = fmt.utility_rows(doc, target)
     if rows:
         console.print(fmt.utility_table(rows, epoch).rich())
+    print_verdict(console, doc, target)
+
+
+def print_verdict(console, doc: MetricsDocument, target: MetricsDocument | None) -> None:
+    """The report's verdict in one paragraph: risk level and the attacker sentence, for the target
+    model when there is one, else the training recipe (:mod:`privaudit.report.verdict`)."""
+    from privaudit.report.verdict import verdict
+
+    subject = "your target model" if target is not None else "the training recipe"
+    v = verdict(subject, target or doc, recipe=doc if target is not None else None)
+    console.print(f"verdict on {subject}: {v.level.upper()} risk. {v.sentence}", soft_wrap=False)
 
 
 def _stderr_console():

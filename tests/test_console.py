@@ -95,6 +95,9 @@ def test_the_audit_piped_at_80_columns_shows_every_name_progress_and_units(audit
     for step in (r"train 8 models \(", r"query models \(epoch 2, 1 query\)", rf"attacks on 2 target models .* "
                  rf"{len(keys)}/{len(keys)} attacks", r"write the report .*\d:\d\d:\d\d"):
         assert re.search(step, out), step
+    verdict = re.search(r"verdict on the training recipe: (LOW|MODERATE|HIGH|SEVERE|INCONCLUSIVE) risk\.\s+An\s+"
+                        r"attacker\s+who\s+accepts\s+10\s+false\s+alarms\s+per\s+1,000", out)   # the report's verdict
+    assert verdict, out[-1500:]
     # every study table names the attacks whole too
     memo = cli_to_file(["memorization", str(run_dir)], tmp_path / "memorization.txt")
     assert_names_whole(memo, keys)
