@@ -6,10 +6,10 @@
 
 The arrays are written to the run directory as an npz read with ``data.normalize: none``, so the
 models see exactly ``x`` (as float32). A factory given as ``"module:function"``, or a function
-that can be imported by that name, works like ``model.factory`` in a config (worker processes
-import it). Any other callable (defined in a notebook or in a script's ``__main__``, a lambda, a
-closure) cannot be imported by a worker process: it is registered in this process under a name
-made of its own name and code, and the models are trained in-process (``workers: 1``).
+that can be imported by that name, works like ``model.factory`` in a config. Any other callable
+(defined in a notebook or in a script's ``__main__``, a lambda, a closure) is registered in this
+process under a name made of its own name and code: the models train in this process (the local
+executor's threads), and Ray, whose workers cannot import it, is refused.
 """
 
 from __future__ import annotations
@@ -319,12 +319,12 @@ def _config(spec: dict[str, Any], run: Run, name: str, out: Path, training: Mapp
 
 
 def _in_process(training: dict[str, Any], path: str) -> None:
-    """A registered factory exists in this process only: train here (``workers: 1``, local)."""
-    if training.get("workers", 1) != 1 or training.get("executor", "local") != "local":
-        raise ConfigError(f"the factory is not importable by worker processes (defined in a notebook, a script's "
-                          f"__main__ or a function), so the models are trained in this process; drop workers/executor "
+    """A registered factory exists in this process only: it trains here (the local executor's
+    threads), never on Ray."""
+    if training.get("executor", "local") != "local":
+        raise ConfigError(f"the factory is not importable by Ray workers (defined in a notebook, a script's "
+                          f"__main__ or a function), so the models are trained in this process; drop executor "
                           f"or pass the factory as 'module:function' ({path})")
-    training["workers"] = 1
 
 
 # -- the run directory's inputs ----------------------------------------------------------------------

@@ -175,7 +175,7 @@ class TrainingConfig(Strict):
     checkpoints: tuple[Int, ...] = ()
     backend: Literal["auto", "wide", "vmap", "loop"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"   # auto: the GPU when PyTorch sees one
-    workers: Int = Field(2, ge=1)                     # CPU worker processes (one process on a GPU)
+    workers: Int = Field(2, ge=1)                     # groups trained at a time on a CPU (threads)
     executor: Literal["local", "ray"] = "local"       # ray: the groups become Ray tasks (a cluster: RAY_ADDRESS)
     dp: DPConfig | None = None
 

@@ -48,12 +48,13 @@ def _train(x: np.ndarray, y: np.ndarray, members: np.ndarray, epochs: int = 40) 
 def test_recipe_audit_is_quiet_and_returns_typed_results(digits, tmp_path, capfd):
     x, y = digits
     hidden = 64
-    factory = lambda: make_mlp(hidden)   # a closure: not importable, trained in this process
+    factory = lambda: make_mlp(hidden)   # a closure: not importable, trained in this process's threads
     result = privaudit.audit(factory, x, y, models=8, targets=2, epochs=3, batch_size=32, lr=3e-3,
-                             config=FAST, out=tmp_path, name="recipe")
+                             workers=2, config=FAST | {"population": {"models_per_group": 4}},
+                             out=tmp_path, name="recipe")
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    assert not result.audits_a_model and result.config.training.workers == 1
+    assert not result.audits_a_model and result.config.training.workers == 2
     assert result.run.root == (tmp_path / "recipe").resolve()
     rows = result.table()
     assert [r["attack"] for r in rows] == ["loss", "lira_online", "lira_offline"]
@@ -106,7 +107,7 @@ def test_an_in_memory_model_is_audited_against_the_population(digits, tmp_path, 
     (lambda x, y: privaudit.audit("not a path", x, y), ConfigError, "module:function"),
     (lambda x, y: privaudit.audit(42, x, y), ConfigError, "factory must be a callable"),
     (lambda x, y: privaudit.audit(lambda: torch.nn.Linear(3, 10), x, y), ConfigError, r"failed on x\[:2\]"),
-    (lambda x, y: privaudit.audit(lambda: make_mlp(), x, y, workers=2), ConfigError, "not importable by worker"),
+    (lambda x, y: privaudit.audit(lambda: make_mlp(), x, y, executor="ray"), ConfigError, "not importable by Ray"),
     (lambda x, y: privaudit.audit(make_mlp, x, y, epoch=3), ConfigError, "training.epoch"),
     (lambda x, y: privaudit.audit(make_mlp, x, y, config={"data": {}}), ConfigError, "set by audit"),
     (lambda x, y: privaudit.audit(make_mlp, x, y, models=4, targets=6), ConfigError, "targets=6 exceeds"),

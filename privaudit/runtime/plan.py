@@ -76,10 +76,12 @@ def uses_gpu(cfg: RunConfig) -> bool:
 
 
 def schedule(cfg: RunConfig) -> dict[str, Any]:
-    """How the executor runs the groups: ``workers`` CPU processes (on a GPU one after another in
-    this process), or Ray tasks with one GPU each when the run uses a GPU."""
+    """How the executor runs the groups: ``workers`` at a time in threads on a CPU (one after
+    another on a GPU, and with ``compile``, whose tracing is not thread-safe), or Ray tasks with one
+    GPU each when the run uses a GPU."""
     gpu = uses_gpu(cfg)
-    return {"workers": 1 if gpu else cfg.training.workers, "executor": cfg.training.executor,
+    one = gpu or cfg.training.compile
+    return {"workers": 1 if one else cfg.training.workers, "executor": cfg.training.executor,
             "gpus_per_task": 1.0 if gpu else 0.0}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 
 import torch
 from torch import nn
@@ -58,8 +59,18 @@ def list_architectures() -> list[tuple[str, str]]:
     return [(a.name, a.description) for a in ARCHITECTURES.values()]
 
 
+# Building a model draws from torch's global generator, which init_model seeds: tasks run in threads
+# (privaudit.runtime.executor), so every build holds this lock.
+_GLOBAL_RNG = threading.RLock()
+
+
 def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     """One freshly initialised model (initialisation uses torch's global RNG: seed it first)."""
+    with _GLOBAL_RNG:
+        return _build(spec, input_shape, n_classes)
+
+
+def _build(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     if spec.kind == "factory":
         from privaudit.models.factory import build_from_factory
 
@@ -73,9 +84,10 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) ->
 
 def init_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int, seed: int) -> nn.Module:
     """Model initialised from ``seed`` alone (so a model's init never depends on its group)."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return build_model(spec, input_shape, n_classes)
-    finally:
-        torch.random.set_rng_state(state)
+    with _GLOBAL_RNG:          # tasks run in threads (privaudit.runtime.executor)
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            return build_model(spec, input_shape, n_classes)
+        finally:
+            torch.random.set_rng_state(state)
