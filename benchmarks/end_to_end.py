@@ -1,52 +1,124 @@
-"""Wall time of the default audit (``privaudit run configs/digits.yaml``), stage by stage.
+"""Wall time of the default audit (``privaudit run configs/digits.yaml``), stage by stage, for this
+checkout and (``--before REV``) an earlier commit, in one run.
 
-    python benchmarks/end_to_end.py [--config configs/digits.yaml] > result.json
+    python benchmarks/end_to_end.py [--config configs/digits.yaml] [--before REV] [--rounds 3] > result.json
 
-Runs in a fresh temporary run directory, so nothing is resumed. The stages are those of
-:func:`privaudit.pipeline.run_all`, in its order, under the run's lock.
+Every measurement is a fresh Python process in a fresh temporary run directory (nothing resumed),
+run from another working directory with the checkout on ``PYTHONPATH``; versions alternate round by
+round (the machine is shared: compare within one run). Two kinds of process per version and round:
+
+* ``command``: ``privaudit run CONFIG`` as a user types it (console output to a file), wall time
+  from process start to exit: start-up, imports, every stage, the console tables;
+* ``stages``: the same stages called one by one (:func:`privaudit.pipeline.run_all`'s order),
+  each timed, plus ``imports`` (the package's modules a run needs, before any stage).
+
+Prints the median over rounds of every number, per version, and the after/before ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
+STAGES = '''
+import json, sys, time
+t0 = time.perf_counter()
 from privaudit.config import load_config
-from privaudit.pipeline import score_and_report
 from privaudit.runtime.run import Run
 from privaudit.stages.curvature import curvature
+from privaudit.stages.evaluate import evaluate
+from privaudit.stages.label_noise import label_noise
 from privaudit.stages.prepare import prepare
 from privaudit.stages.query import query
+from privaudit.stages.report import report
 from privaudit.stages.target import prepare_target
 from privaudit.stages.train import train
+times = {"imports": time.perf_counter() - t0}
+cfg = load_config(sys.argv[1], {"out": sys.argv[2]})
+run = Run(cfg.run_dir)
+with run.writer():
+    for name, stage in (("prepare", prepare), ("target", prepare_target), ("train", train), ("query", query),
+                        ("curvature", curvature), ("label_noise", label_noise), ("evaluate", evaluate),
+                        ("report", report)):
+        t = time.perf_counter()
+        stage(run, cfg)
+        times[name] = time.perf_counter() - t
+print(json.dumps(times))
+'''
+
+COMMAND = "import sys; from privaudit.cli import app; sys.argv = ['privaudit', 'run', sys.argv[1]]; app()"
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """A worktree of ``rev`` (detached) under ``into``."""
+    path = into / f"rev_{rev[:12]}"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev], check=True,
+                   capture_output=True)
+    return path
+
+
+def measure(tree: Path, config: Path, scratch: Path) -> dict[str, float]:
+    """One round for the checkout ``tree``: the command's wall time and the stage times."""
+    env = os.environ | {"PYTHONPATH": str(tree), "COLUMNS": "80"}
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=scratch) as cwd:
+        t = time.perf_counter()
+        with open(Path(cwd) / "console.txt", "w") as console:
+            subprocess.run([sys.executable, "-c", COMMAND, str(config)], cwd=cwd, env=env, check=True,
+                           stdout=console, stderr=subprocess.STDOUT)
+        out["command"] = time.perf_counter() - t
+    with tempfile.TemporaryDirectory(dir=scratch) as cwd:
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", STAGES, str(config), cwd], cwd=cwd, env=env, check=True,
+                              capture_output=True, text=True)
+        out["stages_process"] = time.perf_counter() - t
+        out |= json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def median(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.median(r[k] for r in rounds), 2) for k in rounds[0]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/digits.yaml")
+    ap.add_argument("--before", help="an earlier commit to time side by side (a git worktree of it)")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as out:
-        cfg = load_config(args.config, {"out": out})
-        run = Run(cfg.run_dir)
-        times: dict[str, float] = {}
-        t_all = time.perf_counter()
-        with run.writer():
-            for name, stage in (("prepare", prepare), ("target", prepare_target), ("train", train),
-                                ("signals", query), ("curvature", curvature)):
-                t = time.perf_counter()
-                stage(run, cfg)
-                times[name] = round(time.perf_counter() - t, 2)
-            t = time.perf_counter()
-            results = score_and_report(run, cfg)
-            times["attacks_and_report"] = round(time.perf_counter() - t, 2)
-        times["total"] = round(time.perf_counter() - t_all, 2)
-        summary = {k: {m: round(r.summary[m]["mean"], 4) for m in ("auc", "tpr@0.01", "tpr@0.001")
-                       if "mean" in r.summary.get(m, {})}
-                   for k, r in results.items()}
-    print(json.dumps({"config": args.config, "n_models": cfg.population.n_models, "seconds": times,
-                      "metrics_mean": summary}, indent=2))
+    config = Path(args.config).resolve()
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        trees = {"after": REPO}
+        if args.before:
+            rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.before], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+            trees = {"before": checkout(rev, scratch)} | trees
+        try:
+            rounds: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    rounds[name].append(measure(tree, config, scratch))
+        finally:
+            if args.before:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(trees["before"])],
+                               capture_output=True)
+    result = {"config": args.config, "rounds": args.rounds, "cpus": os.cpu_count(),
+              "seconds": {k: median(v) for k, v in rounds.items()}}
+    if args.before:
+        result["before_rev"] = rev
+        b, a = result["seconds"]["before"], result["seconds"]["after"]
+        result["after_over_before"] = {k: round(a[k] / b[k], 2) for k in a if b.get(k)}
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -638,3 +638,14 @@ def test_texas100_feats_and_labels(tmp_path):
     (d / "labels").write_text("\n".join(map(str, y)) + "\n")
     with raises_data_error("expected [n, 6169]"):
         load_dataset("texas100", root=tmp_path)
+
+
+def test_digits_read_without_importing_sklearn_equal_load_digits():
+    from sklearn.datasets import load_digits
+
+    from privaudit.data.sources.digits import digits_arrays
+
+    images, labels = digits_arrays()
+    d = load_digits()
+    np.testing.assert_array_equal(images, d.images)
+    np.testing.assert_array_equal(labels, d.target)

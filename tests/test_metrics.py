@@ -198,3 +198,34 @@ def test_bad_input():
         M.bootstrap_ci("f1", Y_A, S_A)
     with pytest.raises(ValueError, match="n_boot"):
         M.bootstrap_ci("auc", Y_A, S_A, n_boot=0)
+
+
+@pytest.mark.parametrize("mode", ["strict", "lira", "interp"])
+def test_headline_equals_the_separate_metrics_from_one_roc(mode):
+    rng = np.random.default_rng(3)
+    y = rng.random(600) < 0.5
+    s = np.round(rng.normal(size=600) + 0.4 * y, 1)      # rounded: many tied scores
+    fprs = (0.01, 0.05, 0.2)
+    got, tied = M.headline(y, s, fprs, mode)
+    assert got["auc"] == M.auc(y, s)
+    assert got["balanced_accuracy"] == M.balanced_accuracy(y, s)
+    for a in fprs:
+        assert got[f"tpr@{a:g}"] == M.tpr_at_fpr(y, s, a, mode=mode)
+        assert (f"tpr@{a:g}" in tied) == M.tie_at_fpr(y, s, a, mode=mode)
+
+
+@pytest.mark.parametrize("rounding", [None, 1, 0])
+def test_roc_auc_and_balanced_accuracy_equal_sklearn_bit_for_bit(rounding):
+    import sklearn.metrics as skm
+
+    rng = np.random.default_rng(11)
+    y = rng.random(900) < 0.3
+    s = rng.normal(size=900) + 0.5 * y
+    s = s if rounding is None else np.round(s, rounding)      # ties: many, then a few large blocks
+    got, want = M.roc_curve(y, s), skm.roc_curve(y, s, drop_intermediate=False)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert M.auc(y, s) == skm.auc(want[0], want[1])
+    fpr, tpr, thr = want
+    tau = thr[int(np.argmin(np.abs(fpr + tpr - 1.0)))]
+    assert M.balanced_accuracy(y, s, mode="eer") == skm.balanced_accuracy_score(y, s >= tau)

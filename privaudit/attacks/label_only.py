@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import logit
-from sklearn.linear_model import LogisticRegression
-from sklearn.neural_network import MLPClassifier
 
 from privaudit.attacks._common import choice, query_mean, single_threaded, validate
 
@@ -75,8 +73,12 @@ def class_scores(x: np.ndarray, y: np.ndarray, w: np.ndarray, x_target: np.ndarr
     rows, labels, weights = _pattern_weights(x, y, w)
     keep = weights > 0
     if classifier == "logistic":
+        from sklearn.linear_model import LogisticRegression   # here: scikit-learn's import is slow
+
         model = LogisticRegression(C=C, max_iter=1000)
     else:
+        from sklearn.neural_network import MLPClassifier
+
         model = MLPClassifier(hidden_layer_sizes=(10, 10), alpha=1.0 / C, max_iter=500, random_state=seed)
     model.fit(rows[keep], labels[keep], sample_weight=weights[keep])
     p = model.predict_proba(x_target.astype(np.float64))[:, list(model.classes_).index(True)]

@@ -46,8 +46,6 @@ Implementation notes:
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import trim_mean
-from sklearn.metrics import roc_auc_score
 
 from privaudit.attacks._common import (choice, masked_trim_mean, require_counts, validate)
 from privaudit.errors import ConfigError, SignalError
@@ -184,6 +182,8 @@ def rmia_online(target, ref, ref_keep, *, labels, gamma: float = 1.0, trim: floa
     _check(name, gamma, aug_combine, chunk_size, vote_method, trim)
     target, ref, keep, _ = validate(target, ref, ref_keep, labels, name=name)
     pop = _population(population, target.shape[0], name)
+    from scipy.stats import trim_mean   # imported here: scipy.stats costs more than the default audit's attacks
+
     prx = trim_mean(ref, trim, axis=0) if trim > 0 else ref.mean(axis=0)
     r = target / np.maximum(prx, PR_FLOOR)
     return _rmia_from_ratios(r, pop, gamma=gamma, aug_combine=aug_combine, strict=strict,
@@ -204,6 +204,7 @@ def rmia_tune_a(ref, ref_keep, *, population=None, gamma: float = 1.0, trim: flo
     ``grid``; returns ``(best_a, aucs)`` (first best on ties). Samples without an OUT
     observation among the other references are left out of both x and Z.
     ref [R, n, A], ref_keep [R, n]."""
+    from sklearn.metrics import roc_auc_score   # imported here: scikit-learn's import is slow
     ref = np.asarray(ref, dtype=np.float64)
     keep = np.asarray(ref_keep, dtype=bool)
     name = "rmia_offline"

@@ -10,8 +10,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier
 
 from privaudit.attacks._common import validate
 from privaudit.errors import ConfigError, SignalError
@@ -30,7 +28,7 @@ def _features(p: np.ndarray, labels: np.ndarray, *, sort: bool, top_k: int | Non
     return v
 
 
-def _logit(clf: MLPClassifier, x: np.ndarray) -> np.ndarray:
+def _logit(clf, x: np.ndarray) -> np.ndarray:
     """Pre-sigmoid output of a binary MLPClassifier (log-odds of ``classes_[1]``), computed from
     its weights so that saturated probabilities do not tie."""
     h = x
@@ -42,6 +40,9 @@ def _logit(clf: MLPClassifier, x: np.ndarray) -> np.ndarray:
 
 def _fit(x: np.ndarray, y: np.ndarray, *, hidden, max_iter: int, early_stopping: bool,
          seed: int):
+    from sklearn.exceptions import ConvergenceWarning   # imported here: scikit-learn's import is slow
+    from sklearn.neural_network import MLPClassifier
+
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-12
     # early stopping needs a validation split holding both classes
     early = early_stopping and min(y.sum(), (~y).sum()) >= 20

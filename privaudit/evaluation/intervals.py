@@ -18,7 +18,7 @@ targets, estimated by the mean off-diagonal covariance of the per-target values 
 that resamples the n sample *columns jointly for all targets* (every threshold re-estimated on each
 resample). Adding (i) and (ii) counts each part once; a crossed "pigeonhole" bootstrap (Owen 2007),
 which also resamples rows, counts the unshared sample noise twice and covered AUC in 100% of runs
-at 2.4x the width. df by Satterthwaite from the between-target part (``scipy.stats.t``).
+at 2.4x the width. df by Satterthwaite from the between-target part (the t quantile ``scipy.special.stdtrit``).
 One target (an own-model audit) estimates that model's metric: the spread between models is not
 identifiable from one model, se is the column-bootstrap standard deviation, normal quantile.
 
@@ -62,7 +62,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special
 
 __all__ = ["column_replicates", "components_interval", "threshold_bias", "median_position", "metric_intervals"]
 
@@ -158,11 +158,11 @@ def median_position(alpha: float, n_neg: int) -> float:
     """The (fractional) rank ``j`` among ``n_neg`` non-members, counted from the highest, whose
     true FPR has median ``alpha``: the threshold just above the j-th highest non-member has true
     FPR ~ Beta(j, n_neg + 1 - j), and ``j`` solves ``median Beta(j, n_neg + 1 - j) = alpha``
-    (``scipy.stats.beta``; about ``alpha (n_neg + 1/3) + 1/3``), clipped to ``[1, n_neg]``."""
+    (``scipy.special.betaincinv``; about ``alpha (n_neg + 1/3) + 1/3``), clipped to ``[1, n_neg]``."""
     N = int(n_neg)
 
     def f(j: float) -> float:
-        return float(stats.beta.median(j, N + 1.0 - j)) - alpha
+        return float(special.betaincinv(j, N + 1.0 - j, 0.5)) - alpha   # the median of Beta(j, N + 1 - j)
 
     if N < 1 or f(1.0) >= 0.0:
         return 1.0
@@ -227,7 +227,7 @@ def components_interval(per_target: np.ndarray, reps: np.ndarray, *, level: floa
         var = float(C[0, 0]) if var_single is None or not var_single > 0 else float(var_single)
         df = np.inf
     q = 1.0 - (1.0 - level) / 2.0
-    z = float(stats.t.ppf(q, df)) if np.isfinite(df) else float(stats.norm.ppf(q))
+    z = float(special.stdtrit(df, q)) if np.isfinite(df) else float(special.ndtri(q))   # t / normal quantile
     centre, half = est - float(bias_t.mean()), z * np.sqrt(var)
     lo, hi = centre - half, centre + half
     widened = not (lo <= est <= hi)

@@ -4,7 +4,8 @@ Higher score = more likely member. Conventions follow the official code of the a
 their definitions differ, which matters at low FPR, the regime Carlini et al. ("Membership
 Inference Attacks From First Principles", IEEE S&P 2022, Sec. III-B) argue should be reported:
 
-* ROC / AUC: ``sklearn.metrics.roc_curve`` (``drop_intermediate=False``) and the trapezoid area.
+* ROC / AUC: the ROC of ``sklearn.metrics.roc_curve`` (``drop_intermediate=False``, reproduced
+  exactly without its per-call overhead) and the trapezoid area.
 * TPR @ FPR = alpha: ``mode="strict"`` (default; privacytrustlab/ml_privacy_meter ``audit.py``,
   ``tpr[np.where(fpr <= alpha)[0][-1]]``), ``"lira"`` (tensorflow/privacy
   ``research/mi_lira_2021/plot.py`` uses strict ``<``), ``"interp"`` (Curvature-Clues
@@ -26,7 +27,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import sklearn.metrics as skm
 
 from privaudit.errors import SignalError
 
@@ -39,6 +39,7 @@ __all__ = [
     "fpr_resolvable",
     "nonmembers_needed",
     "tie_at_fpr",
+    "headline",
     "summary",
     "bootstrap_ci",
     "aggregate",
@@ -94,16 +95,37 @@ def _check_mode(mode: str, allowed: Sequence[str], name: str = "mode") -> str:
 # point metrics
 # --------------------------------------------------------------------------------------------
 def roc_curve(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve ``(fpr, tpr, thresholds)`` (sklearn ``roc_curve``, ``drop_intermediate=False``,
-    one point per distinct score, first threshold ``+inf``)."""
+    """ROC curve ``(fpr, tpr, thresholds)``: one point per distinct score, first threshold
+    ``+inf``, equal (bit for bit, tested) to ``sklearn.metrics.roc_curve(...,
+    drop_intermediate=False)``, without scikit-learn's per-call validation (a run computes
+    hundreds of ROCs) or its import."""
     y, s = _check(y_true, score)
-    return skm.roc_curve(y, s, drop_intermediate=False)
+    return _roc(y, s)
+
+
+def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.argsort(s, kind="mergesort")[::-1]          # as scikit-learn: descending, stable
+    s, y = s[order], y[order]
+    ends = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]   # last index of each block of tied scores
+    tps = np.cumsum(y, dtype=np.float64)[ends]
+    fps = 1.0 + ends - tps
+    tps, fps = np.r_[0.0, tps], np.r_[0.0, fps]
+    return fps / fps[-1], tps / tps[-1], np.r_[np.inf, s[ends]]
+
+
+def _area(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return float(np.trapezoid(tpr, fpr))      # fpr is non-decreasing (sklearn.metrics.auc)
 
 
 def auc(y_true, score) -> float:
     """Area under the ROC curve (trapezoid rule, ties count 1/2)."""
     fpr, tpr, _ = roc_curve(y_true, score)
-    return float(skm.auc(fpr, tpr))
+    return _area(fpr, tpr)
+
+
+def _balanced_accuracy_at(y: np.ndarray, predicted: np.ndarray) -> float:
+    """``sklearn.metrics.balanced_accuracy_score`` of a binary prediction: mean recall of the two classes."""
+    return float(np.mean([np.mean(~predicted[~y]), np.mean(predicted[y])]))
 
 
 def _tpr_from_roc(fpr: np.ndarray, tpr: np.ndarray, alpha: float, mode: str) -> float:
@@ -150,13 +172,37 @@ def tie_at_fpr(y_true, score, alpha: float, mode: str = "strict") -> bool:
     if mode == "interp":
         return False
     fpr, _, _ = roc_curve(y_true, score)
-    n_neg = int((~np.asarray(y_true, dtype=bool)).sum())
+    return _tie_from_roc(fpr, int((~np.asarray(y_true, dtype=bool)).sum()), a, mode)
+
+
+def _tie_from_roc(fpr: np.ndarray, n_neg: int, a: float, mode: str) -> bool:
+    if mode == "interp":
+        return False
     fp = np.rint(fpr * n_neg).astype(np.int64)
     allowed = int(math.floor(a * n_neg + 1e-9))
     if mode == "lira":                       # strict FPR < alpha
         allowed = int(math.ceil(a * n_neg - 1e-9)) - 1
     used = int(fp[np.flatnonzero(fp <= allowed)[-1]])
     return used < allowed                    # the next distinct score brings >= 2 non-members past the cut
+
+
+def headline(y_true, score, fprs: Sequence[float], mode: str = "strict") -> tuple[dict[str, float], set[str]]:
+    """One target's reported metrics from a single ROC: ``auc``, ``balanced_accuracy`` (``"max"``)
+    and ``tpr@a`` for each ``a`` in ``fprs`` (equal to :func:`auc`, :func:`balanced_accuracy` and
+    :func:`tpr_at_fpr`), and the ``tpr@a`` keys whose threshold falls in a block of tied scores
+    (:func:`tie_at_fpr`)."""
+    _check_mode(mode, _TPR_MODES)
+    alphas = [_check_alpha(a, "fpr") for a in fprs]
+    y, s = _check(y_true, score)
+    fpr, tpr, _ = _roc(y, s)
+    out = {"auc": _area(fpr, tpr), "balanced_accuracy": float(np.max(1.0 - (fpr + (1.0 - tpr)) / 2.0))}
+    n_neg = int((~y).sum())
+    tied = set()
+    for a in alphas:
+        out[f"tpr@{a:g}"] = _tpr_from_roc(fpr, tpr, a, mode)
+        if _tie_from_roc(fpr, n_neg, a, mode):
+            tied.add(f"tpr@{a:g}")
+    return out, tied
 
 
 def balanced_accuracy(y_true, score, mode: str = "max") -> float:
@@ -170,11 +216,11 @@ def balanced_accuracy(y_true, score, mode: str = "max") -> float:
     """
     _check_mode(mode, _BA_MODES)
     y, s = _check(y_true, score)
-    fpr, tpr, thr = skm.roc_curve(y, s, drop_intermediate=False)
+    fpr, tpr, thr = _roc(y, s)
     if mode == "max":
         return float(np.max(1.0 - (fpr + (1.0 - tpr)) / 2.0))
     tau = thr[int(np.argmin(np.abs(fpr + tpr - 1.0)))]
-    return float(skm.balanced_accuracy_score(y, s >= tau))
+    return _balanced_accuracy_at(y, s >= tau)
 
 
 def advantage(y_true, score) -> float:
@@ -197,13 +243,13 @@ def summary(y_true, score, fprs: Sequence[float] = (1e-2, 1e-3, 1e-4),
     _check_mode(mode, _TPR_MODES)
     alphas = [_check_alpha(a, "fpr") for a in fprs]
     y, s = _check(y_true, score)
-    fpr, tpr, thr = skm.roc_curve(y, s, drop_intermediate=False)
+    fpr, tpr, thr = _roc(y, s)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     tau = thr[int(np.argmin(np.abs(fpr + tpr - 1.0)))]
     out: dict = {
-        "auc": float(skm.auc(fpr, tpr)),
+        "auc": _area(fpr, tpr),
         "balanced_accuracy": float(np.max(1.0 - (fpr + (1.0 - tpr)) / 2.0)),
-        "balanced_accuracy_eer": float(skm.balanced_accuracy_score(y, s >= tau)),
+        "balanced_accuracy_eer": _balanced_accuracy_at(y, s >= tau),
         "advantage": float(np.max(tpr - fpr)),
         "n_pos": n_pos,
         "n_neg": n_neg,

@@ -109,13 +109,6 @@ def metric_names(fprs: tuple[float, ...]) -> list[str]:
     return ["auc", "balanced_accuracy"] + [f"tpr@{a:g}" for a in fprs]
 
 
-def target_metrics(y_true: np.ndarray, score: np.ndarray, fprs: tuple[float, ...], mode: str) -> dict[str, float]:
-    out = {"auc": metrics.auc(y_true, score), "balanced_accuracy": metrics.balanced_accuracy(y_true, score)}
-    for a in fprs:
-        out[f"tpr@{a:g}"] = metrics.tpr_at_fpr(y_true, score, a, mode=mode)
-    return out
-
-
 def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float, ...], mode: str = "strict",
               n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[list[dict], dict]:
     """Per-target metrics and, per metric, mean, std over targets and a 95% interval of the mean:
@@ -131,7 +124,8 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
     rows not evaluated for that target (module docstring)."""
     scores = np.asarray(scores, dtype=np.float64)
     rows = [evaluated(keep_targets[i], scores[i]) for i in range(len(scores))]
-    per_target = [target_metrics(y, s, fprs, mode) for y, s in rows]
+    heads = [metrics.headline(y, s, fprs, mode) for y, s in rows]
+    per_target = [h[0] for h in heads]
     names = metric_names(fprs)
     n_neg = nonmembers(scores, keep_targets)
     unresolved = {f"tpr@{a:g}" for a in fprs if not metrics.fpr_resolvable(a, n_neg)}
@@ -142,7 +136,7 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
             continue
         summary[m] = {"mean": float(np.mean([p[m] for p in per_target])),
                       "std": float(np.std([p[m] for p in per_target]))}
-        if m.startswith("tpr@") and any(metrics.tie_at_fpr(y, s, float(m[4:]), mode=mode) for y, s in rows):
+        if any(m in h[1] for h in heads):
             summary[m]["tied"] = True
     if n_boot:
         live = [m for m in names if m not in unresolved]

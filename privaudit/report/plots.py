@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Iterable
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from privaudit.evaluation.metrics import roc_curve
 
 # Okabe & Ito, "Color Universal Design" (2008): distinguishable under every common colour-vision
 # deficiency; ordered for lines on white (the yellow, #F0E442, is left out: too light for lines).
@@ -37,20 +36,24 @@ def _legend_on_top(fig, ax, title: str) -> None:
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.58 / h))
 
 
+def figure(**kw) -> Figure:
+    """A figure outside pyplot (no global state, no display backend: matplotlib's way for servers),
+    saved with the Agg renderer."""
+    return Figure(**kw)
+
+
 def png(fig) -> bytes:
-    """The figure as PNG bytes (closed afterwards)."""
+    """The figure as PNG bytes."""
     buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    fig.savefig(buf, format="png", dpi=110)
     return buf.getvalue()
 
 
 def _grid(n: int, width: float = 3.1, height: float = 2.7, **kw):
     cols = min(n, 4)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.4), squeeze=False, **kw)
+    fig = figure(figsize=(width * cols, height * rows + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False, **kw)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()[:n]
@@ -83,7 +86,8 @@ def roc_loglog(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = ""
     lo = 10.0 ** math.floor(math.log10(1.0 / max(n_neg, 1)))
     roc = {name: np.maximum(mean_roc(s, k), lo) for name, (s, k) in curves.items()}
     if len(roc) <= ONE_PANEL_MAX:
-        fig, ax = plt.subplots(figsize=(5.6, 5.0))
+        fig = figure(figsize=(5.6, 5.0))
+        ax = fig.subplots()
         for i, (name, tpr) in enumerate(roc.items()):
             ax.plot(FPR_GRID, tpr, color=PALETTE[i], ls=STYLES[i % len(STYLES)], lw=1.6, label=name)
         _roc_axes(ax, lo, n_neg)
@@ -168,7 +172,8 @@ def line_plot(x: Iterable[float], series: dict[str, tuple[np.ndarray, np.ndarray
               xlabel: str, ylabel: str, title: str = "", log_x: bool = False) -> Path:
     """Lines with optional error bars: ``name -> (y, yerr or None)``, written to ``path``."""
     x = np.asarray(list(x), dtype=float)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     for i, (name, (y, err)) in enumerate(series.items()):
         ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=name, color=PALETTE[i % len(PALETTE)],
                     ls=STYLES[(i // len(PALETTE)) % len(STYLES)])

@@ -24,8 +24,11 @@ def save_line_plot(run: Run, rel: str, x: Iterable[float], series: dict[str, tup
 def pyplot():
     """matplotlib's pyplot on the Agg backend (no display needed), in the report's colour-blind-safe
     palette (:mod:`privaudit.report.plots` sets both)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import privaudit.report.plots  # noqa: F401
+    import privaudit.report.plots  # noqa: F401  (the palette)
 
     return plt

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 from privaudit.data.dataset import Dataset, DatasetInfo
@@ -9,13 +13,27 @@ from privaudit.data.sources._common import Source, _Req, _single_split
 from privaudit.errors import DataError
 
 
-def _load_digits(req: _Req) -> Dataset:
-    from sklearn.datasets import load_digits
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``(images float64[1797, 8, 8], labels int64[1797])``, as ``sklearn.datasets.load_digits``
+    returns them: read from the csv.gz scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``)
+    without importing scikit-learn, whose import costs more than the default audit's attacks; its
+    loader where the file is not found."""
+    spec = importlib.util.find_spec("sklearn")
+    csv = None if spec is None or not spec.submodule_search_locations else \
+        Path(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    if csv is None or not csv.is_file():
+        from sklearn.datasets import load_digits
 
+        d = load_digits()
+        return np.asarray(d.images, np.float64), np.asarray(d.target, np.int64)
+    with gzip.open(csv, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+
+
+def _load_digits(req: _Req) -> Dataset:
     _single_split(req, 1797)
-    d = load_digits()
-    imgs = np.asarray(d.images, np.float64)
-    y = np.asarray(d.target, np.int64)
+    imgs, y = digits_arrays()
     if imgs.shape != (1797, 8, 8) or y.shape != (1797,):
         raise DataError(f"digits: scikit-learn returned images {list(imgs.shape)}, labels "
                         f"{list(y.shape)}; expected [1797, 8, 8] and [1797]")

@@ -36,7 +36,7 @@ from privaudit.studies.theory import hellinger_gaussian
 __all__ = [
     "DEFAULT_SIZES", "shadow_budget_curve", "models_to_reach", "reduction_factor", "hellinger_budget",
     "hellinger_from_signal", "bound_curve", "metric_name", "default_sizes", "budget_curve", "saturation",
-    "cross_reduction", "bounds",
+    "cross_reduction", "bounds", "within_group_reductions",
 ]
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -486,3 +486,24 @@ def bounds(h2: np.ndarray, mem: np.ndarray, groups: dict[str, np.ndarray], sizes
 DERIVATION = ("N_i = c / H^2_i (Choi et al. 2023, Lemma 2) and N_i = 2c / mem_i^2 (their Corollary 1, via "
               "H^2 >= mem^2 / 2), derived in privaudit's docs/studies.md; c is unknown and set to 1, so only the "
               "scaling and the constant-free ratio between groups are predictions")
+
+
+def within_group_reductions(curve: list[dict], metrics_: Sequence[str]) -> list[dict[str, Any]]:
+    """The measured reduction factor inside each data group (Choi et al. 2023, §7.2: highly
+    memorized samples need about 400x fewer shadow models than the 2,000 that random samples use;
+    random OOD points about 40x): for every pair ``g/high_mem``, ``g/random`` of
+    :func:`privaudit.studies.memorization.groups.within_group_budget_groups` in ``curve`` and every
+    metric, :func:`cross_reduction` (how many times fewer models high_mem needs to reach what
+    random reaches with the largest budget) and :func:`saturation` of both."""
+    names = {row["group"] for row in curve}
+    out = []
+    for high in sorted(n for n in names if n.endswith("/high_mem")):
+        part = high.rsplit("/", 1)[0]
+        rand = f"{part}/random"
+        if rand not in names:
+            continue
+        for metric in metrics_:
+            chance = 0.5 if metric == "auc" else float(metric.split("@", 1)[1])
+            out.append({"group": part, **cross_reduction(curve, metric, a=high, b=rand),
+                        "saturation": {g: saturation(curve, g, metric, chance) for g in (high, rand)}})
+    return out

@@ -67,3 +67,38 @@ def group_metrics(scores: np.ndarray, keep_t: np.ndarray, mask: np.ndarray, *, f
     return {"n": n, "n_members_min": int(n_pos.min()), "n_nonmembers_min": int(n_neg.min()),
             "fpr_resolution": 1.0 / int(n_neg.min()), "auc": summary["auc"], key: summary[key],
             "tpr_global": {"mean": float(glob.mean()), "std": float(glob.std())}}
+
+
+def within_group_budget_groups(mem_sel: np.ndarray, group_ids: np.ndarray | None, threshold: float, seed: int, *,
+                               min_size: int = 20) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """High-memorization vs random samples *of the same data group*, for the shadow-budget curve
+    (Choi et al. 2023, §7.2 / Fig. 7 compare samples of one distribution, e.g. random vs highly
+    memorized OOD points; :func:`budget_groups` instead draws "random" from the whole pool).
+
+    For every data group g ("ood" = ``group_ids == 1``, "id" = ``group_ids == 0``; "all" when the
+    pool has no groups): ``g/high_mem`` = the samples of g with ``mem_sel > threshold`` (Choi et
+    al.'s singletons), or the ``min_size`` samples of g with the largest ``mem_sel`` when fewer
+    than ``min_size`` pass the threshold; ``g/random`` = as many samples of g drawn uniformly
+    (seeded), so both have the same FPR resolution. NaN memorization never counts as high.
+    Returns the masks and, per high-memorization group, how it was selected."""
+    mem = np.where(np.isfinite(mem_sel), mem_sel, -np.inf)
+    parts = {"all": np.ones(mem.shape, dtype=bool)} if group_ids is None else \
+        {"id": group_ids == 0, "ood": group_ids == 1}
+    rng = np.random.default_rng([seed, 0x77677267])
+    masks: dict[str, np.ndarray] = {}
+    how: dict[str, str] = {}
+    for name, part in parts.items():
+        idx = np.flatnonzero(part)
+        if idx.size < 2:
+            continue
+        high = part & (mem > threshold)
+        how[f"{name}/high_mem"] = f"mem_selection > {threshold:g}"
+        if high.sum() < min(min_size, idx.size // 2):
+            k = min(min_size, idx.size // 2)
+            high = np.zeros(mem.shape, dtype=bool)
+            high[idx[np.argsort(-mem[idx], kind="stable")[:k]]] = True
+            how[f"{name}/high_mem"] = f"top {k} by mem_selection (fewer than {k} above {threshold:g})"
+        rand = np.zeros(mem.shape, dtype=bool)
+        rand[rng.choice(idx, size=int(high.sum()), replace=False)] = True
+        masks[f"{name}/high_mem"], masks[f"{name}/random"] = high, rand
+    return masks, how
