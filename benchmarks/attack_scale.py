@@ -1,4 +1,13 @@
-"""Scale of attack scoring: every registered attack on 64 models x 50,000 samples x 2 queries.
+"""Scale of attack scoring, two workloads.
+
+``--stage``: the evaluate stage of a run (every logit-based attack over 16 leave-one-model-out
+targets, metrics with 200 bootstrap resamples, per-class slices, ``metrics.json``) on a
+Location-sized population (64 models x 5,010 samples x 1 query x 30 classes, synthetic logits), for
+this checkout and (``--before REV``) an earlier commit, in one run, timed part by part:
+
+    nice -n 10 python benchmarks/attack_scale.py --stage [--before REV] [--rounds 1] > result.json
+
+Default: every registered attack on 64 models x 50,000 samples x 2 queries (one target).
 
 Synthetic logits ``[64, 50000, 2, 10]`` (float32; a per-sample difficulty, members' true-class logit
 raised by ``--gap``; balanced design, every sample IN for 32 models) and, for the curvature
@@ -37,8 +46,109 @@ def population(m: int, n: int, a: int, c: int, gap: float, seed: int):
     return logits, keep, labels
 
 
+STAGE_ATTACKS = ("loss", "lira_online", "lira_offline", "lira_online_global", "lira_offline_global", "sablayrolles",
+                 "watson", "ye_r", "ye_p", "song_mittal", "shokri", "rmia_online", "rmia_offline", "rmia_taylor")
+
+STAGE_DRIVER = '''
+import json, sys, time
+import numpy as np
+from privaudit.config import AttackConfig, parse_config
+from privaudit.runtime.run import Layout, Run
+from privaudit.stages.evaluate import evaluate, slices_document
+from privaudit.stages.prepare import prepare
+from privaudit.evaluation.protocol import result_from_scores
+
+out, attacks, m, n, c, targets = sys.argv[1], sys.argv[2].split(","), *map(int, sys.argv[3:7])
+rng = np.random.default_rng(0)
+np.savez(f"{out}/data.npz", x=(rng.random((n, 446)) < 0.2).astype(np.float32), y=rng.integers(0, c, n))
+cfg = parse_config({"name": "stage", "out": out, "seed": 0, "data": {"name": "npz", "root": f"{out}/data.npz"},
+                    "population": {"n_models": m, "models_per_group": m}, "model": {"arch": "mlp", "hidden": [64]},
+                    "training": {"epochs": 1}, "attacks": attacks,
+                    "evaluation": {"targets": targets, "fprs": [0.01, 0.001], "bootstrap": 200}})
+run = Run(cfg.run_dir)
+times = {}
+with run.writer():
+    prepare(run, cfg)
+    keep, labels = run.keep(), run.labels()
+    logits = rng.normal(size=(m, n, 1, c)).astype(np.float32)
+    boost = rng.normal(2.0, 1.5, n)[None, :] + 0.5 * keep
+    logits[:, np.arange(n), 0, labels] += boost.astype(np.float32)
+    run.save_npy(Layout.signal("logits", 1), logits, meta={"settings": {"queries": [[False, 0, 0]]}})
+    ev = cfg.evaluation
+    t = time.perf_counter()
+    for name in sorted({a.signal_name for a in cfg.attacks}):
+        run.signal(name, 1)
+    times["derive signals"] = time.perf_counter() - t
+    results = {}
+    for a in cfg.attacks:
+        t = time.perf_counter()
+        scores = run.scores(a, 1, ev.targets)
+        times[a.key] = time.perf_counter() - t
+        t = time.perf_counter()
+        results[a.key] = result_from_scores(a.key, a.signal_name, scores, keep[: ev.targets], list(range(ev.targets)),
+                                            fprs=tuple(ev.fprs), mode=ev.tpr_mode, n_boot=ev.bootstrap, seed=ev.seed)
+        times["metrics and intervals"] = times.get("metrics and intervals", 0.0) + time.perf_counter() - t
+    t = time.perf_counter()
+    slices_document(run, cfg, results, 1)
+    times["slices (30 classes)"] = time.perf_counter() - t
+    fresh = Run(cfg.run_dir)        # the stage as a run calls it, nothing cached
+    t = time.perf_counter()
+with fresh.writer():
+    evaluate(fresh, cfg)
+    times["evaluate stage (whole)"] = time.perf_counter() - t
+print(json.dumps(times))
+'''
+
+
+def stage_main(args) -> dict:
+    """The ``--stage`` workload for this checkout and ``--before``, alternating, median over rounds."""
+    import statistics
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    trees = {"after": repo}
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.before:
+            rev = subprocess.run(["git", "-C", str(repo), "rev-parse", args.before], check=True, text=True,
+                                 capture_output=True).stdout.strip()
+            path = Path(scratch, "before")
+            subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(path), rev], check=True,
+                           capture_output=True)
+            trees = {"before": path} | trees
+        rounds = {k: [] for k in trees}
+        try:
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    with tempfile.TemporaryDirectory(dir=scratch) as out:
+                        done = subprocess.run([sys.executable, "-c", STAGE_DRIVER, out, ",".join(STAGE_ATTACKS),
+                                               "64", "5010", "30", "16"], env=os.environ | {"PYTHONPATH": str(tree)},
+                                              cwd=out, check=True, capture_output=True, text=True)
+                    rounds[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                    print(json.dumps({name: rounds[name][-1]}), file=sys.stderr, flush=True)
+        finally:
+            if args.before:
+                subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(trees["before"])],
+                               capture_output=True)
+    seconds = {k: {part: round(statistics.median(r[part] for r in v), 2) for part in v[0]} for k, v in rounds.items()}
+    doc = {"workload": "evaluate stage: 64 models x 5,010 samples x 1 query x 30 classes, 16 targets, "
+                       f"{len(STAGE_ATTACKS)} attacks, 200 bootstrap resamples, 30 class slices",
+           "rounds": args.rounds, "seconds": seconds,
+           "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]}}
+    if args.before:
+        doc["before_rev"] = rev
+        b, a = seconds["before"], seconds["after"]
+        doc["after_over_before"] = {k: round(a[k] / b[k], 2) for k in a if b.get(k)}
+    print(json.dumps(doc, indent=1))
+    return doc
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stage", action="store_true", help="the evaluate-stage workload (see the module docstring)")
+    ap.add_argument("--before", help="with --stage: an earlier commit timed side by side")
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--models", type=int, default=64)
     ap.add_argument("--samples", type=int, default=50000)
     ap.add_argument("--queries", type=int, default=2)
@@ -47,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--attacks", default="all", help="comma list or 'all'")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.stage:
+        return stage_main(args)
 
     logits, keep, labels = population(args.models, args.samples, args.queries, args.classes, args.gap, args.seed)
     names = list(ATTACKS) if args.attacks == "all" else args.attacks.split(",")

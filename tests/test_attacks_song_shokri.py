@@ -127,3 +127,39 @@ def test_shokri_and_song_errors():
         song_mittal(p[0] * 3, p[1:], keep[1:], labels=labels)   # not probabilities
     with pytest.raises(SignalError):
         song_mittal(p[0], p[1:], keep[1:], labels=labels + 10)  # label out of range
+
+
+def _leaking_population(m=12, n=400, c=5, seed=0):
+    rng = np.random.default_rng(seed)
+    keep = rng.random((m, n)) < 0.5
+    labels = rng.integers(0, c, n)
+    logits = rng.normal(size=(m, n, 1, c))
+    logits[:, np.arange(n), 0, labels] += 1.0 + 2.0 * keep
+    return derive("probs", logits, labels), keep, labels
+
+
+def test_shokri_is_fitted_once_on_the_models_that_are_never_targets():
+    from privaudit.attacks.registry import get_attack
+    from privaudit.evaluation.protocol import score_targets
+
+    probs, keep, labels = _leaking_population()
+    spec = get_attack("shokri")
+    fits, real = [], spec.fit
+    counted = type(spec)(**{**spec.__dict__, "fit": lambda *a, **k: fits.append(a[0].shape[0]) or real(*a, **k)})
+    scores = score_targets(counted, probs, keep, labels, [0, 1, 2, 3])
+    assert fits == [8]                                    # once, on models 4..11
+    assert all(roc_auc_score(keep[t], scores[t]) > 0.8 for t in range(4))
+    flipped = keep.copy()
+    flipped[:4] = ~flipped[:4]                           # the targets' own membership never enters the fit
+    np.testing.assert_array_equal(score_targets(spec, probs, flipped, labels, [0, 1, 2, 3]), scores)
+    direct = shokri(probs[2], probs[4:], keep[4:], labels=labels)
+    np.testing.assert_array_equal(scores[2], direct)     # the same classifier as one plain call
+
+
+def test_shokri_with_every_model_a_target_fits_each_on_the_others():
+    from privaudit.attacks.registry import get_attack
+    from privaudit.evaluation.protocol import score_targets
+
+    probs, keep, labels = _leaking_population(m=6)
+    scores = score_targets(get_attack("shokri"), probs, keep, labels, list(range(6)))
+    np.testing.assert_array_equal(scores[0], shokri(probs[0], probs[1:], keep[1:], labels=labels))

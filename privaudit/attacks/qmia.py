@@ -2,51 +2,71 @@
 "Scalable Membership Inference Attacks via Quantile Regression", NeurIPS 2023; official code
 amazon-science/quantile-mia).
 
-No reference models: the attacker knows the audited model's score on a *public* set of samples
-that it did not train on, and fits a regressor that predicts, from a sample's input alone, the
-distribution of the model's score on non-members. A sample whose score lies far above what is
-predicted for it is a member.
+No reference models: the attacker knows the audited model's score on samples it did *not* train on
+(known non-members) and fits a regressor that predicts, from a sample's input and label alone, the
+distribution of the model's score on non-members like it. A sample whose score lies far above what
+is predicted for it is a member.
 
-Score ``s`` (the signal, default ``hinge``): the logit margin ``z_y - max_{y' != y} z_{y'}``, the
-score of the official code (``label_logit_and_hinge_scoring_fn`` in ``image_QMIA/train_utils.py``;
-``hinge`` in :mod:`privaudit.signals.transforms`), averaged over the augmented queries.
+**Signal** ``s`` (default ``hinge``): the logit margin ``z_y - max_{y' != y} z_{y'}``, the score of
+the official code (``label_logit_and_hinge_scoring_fn``; ``hinge`` in
+:mod:`privaudit.signals.transforms`), averaged over the augmented queries.
 
-Regressor, ``loss="gaussian"`` (the paper's Gaussian parametrisation; the official code's
-``gaussian_loss_fn`` and, for tabular data, CatBoost's ``RMSEWithUncertainty``): the
-non-member score at x is modelled as ``N(mu(x), sigma(x)^2)``, trained by Gaussian negative
-log-likelihood, and the attack score is the standardised margin
+**Score** (``loss="gaussian"``, the paper's Gaussian parametrisation, the official code's
+``gaussian_loss_fn``): the non-member score at (x, y) is ``N(mu(x, y), sigma(x, y)^2)``, fitted by
+minimising the Gaussian negative log-likelihood over the known non-members,
 
-    ``score(x) = (s(x) - mu(x)) / sigma(x)``,
+    ``NLL = log sigma(x, y) + (s - mu(x, y))^2 / (2 sigma(x, y)^2)``,
 
-monotone in the implied quantile ``Phi(score)`` of s(x) among non-members like x, so one score
-serves every false-positive rate: thresholding it at ``Phi^{-1}(1 - alpha)`` is the paper's test at
-FPR alpha (Sec. 3, the predicted 1 - alpha quantile ``mu + sigma Phi^{-1}(1 - alpha)``).
+and the attack score is the standardised margin ``score = (s - mu(x, y)) / sigma(x, y)``, higher =
+member. It is monotone in the implied quantile ``Phi(score)`` of s among non-members like x, so one
+score serves every FPR: thresholding at ``Phi^{-1}(1 - alpha)`` is the paper's test at FPR alpha
+(Sec. 3, the predicted ``1 - alpha`` quantile ``mu + sigma Phi^{-1}(1 - alpha)``).
+``loss="pinball"``: one quantile ``q_{1-alpha}(x, y)`` by the pinball loss (the paper's Eq. 2) and
+``score = s - q_{1-alpha}``, exact at that FPR only.
 
-How the Gaussian NLL is minimised here, with scikit-learn's ``HistGradientBoostingRegressor``
-(gradient boosting on the flattened inputs plus the one-hot label, the official code's
-``use_target_inputs``; a few seconds per target on a CPU, no GPU, and invariant to how the
-inputs are scaled):
+**Cross-fitting** (``folds=K``, default 5). Every row of the pool is put in one of K seeded folds;
+regressor k is fitted on the known non-members (``public``) *outside* fold k and scores the rows
+*in* fold k. So each row, member or not, is scored by a regressor that never saw it, and members
+and non-members of a fold are scored by the same function: under shuffled membership the scores of
+the two are exchangeable and the attack is at chance. When the auditor owns the non-members (an
+audit of its own model and data), ``public`` can be *all* the target's non-members: then every
+sample is evaluated, nothing is left out of the ROC, and each regressor sees (K-1)/K of the
+non-members -- a legitimate protocol because no row's score depends on its own membership label
+other than through the held-out fold (``benchmarks/qmia_vs_lira.py`` reports it as
+``qmia_crossfit``). With the population protocol (:mod:`privaudit.evaluation.protocol`: ``public``
+= a seeded half of each target's non-members, left out of the ROC) cross-fitting changes nothing
+for the evaluated rows except that each is scored by a regressor fitted on (K-1)/K of the public
+half. ``folds=0``: one regressor on all public rows (the public rows are then scored in-sample).
 
-1. ``mu``: squared error on the public scores (the Gaussian NLL's maximiser in mu for any sigma);
-2. ``sigma^2``: boosting with the ``gamma`` deviance and log link on the squared *out-of-fold*
-   residuals ``r^2 = (s - mu_{-k}(x))^2`` (``folds``-fold cross-fitting, so that in-sample
-   overfitting of mu does not shrink sigma). For fixed mu the Gaussian NLL in sigma^2 is
-   ``log sigma^2 + r^2 / sigma^2``, which is exactly the gamma deviance of the observation r^2
-   under mean sigma^2 (up to terms free of sigma), so this step *is* Gaussian-NLL training of
-   ``log sigma(x)``.
+**Regressor** (``regressor``). ``mlp`` (default): a network from the model registry
+(:mod:`privaudit.models.architectures`: ``mlp`` with ``hidden`` units, or ``cnn`` of ``width``)
+on the input x, with ``3 C`` outputs: C class logits, C means and C log-standard deviations; the
+label y selects its own (mu, log sigma) (the label's one-hot enters as in the official code's
+per-class outputs). Trained with Adam (``lr``, batches of ``batch_size``) on the Gaussian NLL of the
+standardised scores plus ``aux`` x the cross-entropy of the class logits on the same public rows,
+early-stopped on the NLL of a seeded 20% of them (``patience`` epochs, at most ``max_epochs``).
+Why the auxiliary classification loss: the paper's regressor is an ImageNet-pretrained ConvNeXt, so
+its features already know which images are hard; a small network trained from scratch on a few
+hundred to a few thousand scores does not, and learning to classify the same public non-members
+gives its trunk that notion of difficulty without any pretrained weights or extra data (measured on
+mnist5k, 3 targets, cross-fitted on all non-members: AUC 0.536 with ``aux=0``, 0.543 with 1,
+0.546 with 3; correlation of mu with the reference models' mean OUT score 0.81 -> 0.87).
+``boosting``: scikit-learn's ``HistGradientBoostingRegressor`` on the flattened input plus the
+one-hot label (mu by squared error; log sigma^2 by the gamma deviance on out-of-fold squared
+residuals, which for fixed mu *is* the Gaussian NLL in sigma^2, since ``log sigma^2 + r^2/sigma^2``
+is the gamma deviance of r^2 under mean sigma^2 up to terms free of sigma), early-stopped on 20%:
+the better choice for tabular features; on pixels it was no better than the network and 3-5x
+slower.
 
-Both use early stopping on 20% of the public set (the official code tunes its regressor on a
-held-out part of the public data). ``loss="pinball"``: one quantile regressor at level
-``1 - alpha`` (the paper's pinball loss, Eq. 2) and ``score = s - q_{1-alpha}(x)``: exact at that
-FPR only; the ROC of other FPRs is then that of a single-quantile model.
-
-Why gradient boosting and not a network on the inputs: the paper fine-tunes an ImageNet ConvNeXt
-for images, which needs a GPU and pretrained weights; boosting needs neither, no tuning beyond
-early stopping, and is fast on a CPU (measured, one core: 1.4 s per target on digits, ~450 public
-rows x 74 inputs; 16 s per target on mnist5k, ~1,250 rows x 794 inputs,
-``benchmarks/qmia_vs_lira.py``). On those populations its difficulty calibration reaches what the
-offline attacks reach with OUT reference models only partly (the regressor sees a few hundred
-non-members, the reference models see every sample), see the benchmark.
+**Measured** (``benchmarks/qmia_vs_lira.py``, 2 shared CPU cores, 1 thread; see
+``benchmarks/RESULTS.md``): cost per target with K=5 folds, ``mlp``: ~1 s on digits (1,797
+samples, 64 pixels), ~10-15 s on mnist5k (5,000, 784 pixels), a few seconds on a 1,000-image
+CIFAR-10 pool. QMIA's ceiling is an *offline* difficulty calibration: what offline LiRA estimates
+from reference models' OUT scores of the very sample, QMIA must predict from the input alone. On
+populations that barely leak (digits: the calibration with 63 OUT reference models itself reaches
+only AUC 0.53) it cannot be far above LOSS; on a 1,000-image CIFAR-10 pool the network learns
+almost nothing of the difficulty from 400 training images (no pretrained features), so QMIA there
+is at the level of the uncalibrated hinge.
 """
 
 from __future__ import annotations
@@ -60,8 +80,11 @@ from sklearn.model_selection import KFold
 from privaudit.attacks._common import choice, query_mean, single_threaded, validate
 from privaudit.errors import SignalError
 
-MIN_PUBLIC = 10          # fewer public rows: no regressor, the public mean/std (a global threshold)
+MIN_PUBLIC = 10          # fewer public rows (per fold): no regressor, the public mean/std (a global threshold)
 VAR_FLOOR = 1e-12        # relative floor of the predicted variance (gamma deviance needs r^2 > 0)
+RESIDUAL_FOLDS = 5       # boosting: out-of-fold residuals for the variance fit
+LOG_SIGMA = 7.0          # network: log sigma of the standardised score clipped to [-7, 7]
+REGRESSORS = ("mlp", "cnn", "boosting")
 
 
 def inputs(features: np.ndarray, labels: np.ndarray, n_classes: int, with_label: bool) -> np.ndarray:
@@ -71,6 +94,16 @@ def inputs(features: np.ndarray, labels: np.ndarray, n_classes: int, with_label:
         return x
     return np.hstack([x, np.eye(n_classes, dtype=np.float32)[labels]])
 
+
+def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
+    """``int [n]``: the cross-fitting fold of every row (seeded; ``folds`` folds of near-equal size)."""
+    out = np.empty(n, dtype=np.int64)
+    for k, (_, test) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(np.arange(n))):
+        out[test] = k
+    return out
+
+
+# -- boosting ----------------------------------------------------------------------------------------
 
 def _booster(loss: str, seed: int, **kw) -> HistGradientBoostingRegressor:
     return HistGradientBoostingRegressor(loss=loss, early_stopping=True, validation_fraction=0.2,
@@ -91,11 +124,10 @@ def out_of_fold(x: np.ndarray, s: np.ndarray, folds: int, seed: int, kw: dict) -
     return pred
 
 
-def gaussian_fit(x_pub: np.ndarray, s_pub: np.ndarray, *, folds: int, seed: int, kw: dict):
-    """The fitted ``(mu, var)`` predictors (callables on inputs) of the non-member score."""
+def gaussian_fit(x_pub: np.ndarray, s_pub: np.ndarray, *, seed: int, kw: dict, folds: int = RESIDUAL_FOLDS):
+    """Boosting: the fitted ``(mu, var)`` predictors (callables on inputs) of the non-member score."""
     if len(s_pub) < MIN_PUBLIC:
-        m, v = float(s_pub.mean()), float(max(s_pub.var(), VAR_FLOOR))
-        return (lambda x: np.full(len(x), m)), (lambda x: np.full(len(x), v))
+        return constant_fit(s_pub)
     mu = _fit("squared_error", x_pub, s_pub, seed, kw)
     r2 = (s_pub - out_of_fold(x_pub, s_pub, min(folds, len(s_pub)), seed, kw)) ** 2
     floor = VAR_FLOOR * max(float(r2.mean()), VAR_FLOOR)
@@ -103,12 +135,99 @@ def gaussian_fit(x_pub: np.ndarray, s_pub: np.ndarray, *, folds: int, seed: int,
     return mu.predict, (lambda x: np.maximum(var.predict(x), floor))
 
 
+def constant_fit(s_pub: np.ndarray):
+    """Too few public rows for a regressor: the public mean and (ddof 0) variance for every input."""
+    m, v = float(s_pub.mean()), float(max(s_pub.var(), VAR_FLOOR))
+    return (lambda x: np.full(len(x), m)), (lambda x: np.full(len(x), v))
+
+
 def pinball_fit(x_pub: np.ndarray, s_pub: np.ndarray, quantile: float, *, seed: int, kw: dict):
-    """The fitted ``quantile``-quantile predictor of the non-member score (pinball loss)."""
+    """Boosting: the fitted ``quantile``-quantile predictor of the non-member score (pinball loss)."""
     if len(s_pub) < MIN_PUBLIC:
         q = float(np.quantile(s_pub, quantile))
         return lambda x: np.full(len(x), q)
     return _fit("quantile", x_pub, s_pub, seed, kw | {"quantile": quantile}).predict
+
+
+# -- network -----------------------------------------------------------------------------------------
+
+def network_fit(features: np.ndarray, labels: np.ndarray, s: np.ndarray, train: np.ndarray, *, n_classes: int,
+                loss: str, quantile: float, arch: str, hidden: int, width: int, aux: float, lr: float,
+                batch_size: int, max_epochs: int, patience: int, seed: int):
+    """Network regressor fitted on the rows ``train``: returns ``predict(rows) -> (mu, sigma)``
+    (``gaussian``) or ``(q, None)`` (``pinball``), in the units of ``s``.
+
+    Outputs ``[n, 3C]`` (``2C`` for pinball): C class logits (auxiliary cross-entropy, weight
+    ``aux``), then per class mu (or q), then per class log sigma; the label selects its own."""
+    import torch
+    import torch.nn.functional as F
+
+    from privaudit.models.architectures import init_model
+    from privaudit.models.architectures._common import ArchSpec
+
+    C = n_classes
+    x_all = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    if arch == "mlp":
+        x_all = x_all.reshape(len(x_all), -1)
+    y_all = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    n_out = (3 if loss == "gaussian" else 2) * C
+    net = init_model(ArchSpec(kind=arch, hidden=(hidden,), width=width), tuple(x_all.shape[1:]), n_out, seed)
+    center, scale = float(s[train].mean()), float(s[train].std()) or 1.0
+    target = torch.as_tensor((s - center) / scale, dtype=torch.float32)
+    g = torch.Generator().manual_seed(int(seed))
+    rows = torch.as_tensor(np.flatnonzero(train))
+    rows = rows[torch.randperm(len(rows), generator=g)]
+    n_val = max(1, len(rows) // 5)
+    val, fit = rows[:n_val], rows[n_val:]
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+
+    def heads(idx):
+        out = net(x_all[idx])
+        pick = lambda block: out[:, block * C:(block + 1) * C].gather(1, y_all[idx][:, None])[:, 0]
+        return out[:, :C], pick(1), (pick(2).clamp(-LOG_SIGMA, LOG_SIGMA) if loss == "gaussian" else None)
+
+    def fit_loss(mu, log_sigma, t):
+        if loss == "gaussian":
+            return log_sigma + 0.5 * torch.exp(-2.0 * log_sigma) * (t - mu) ** 2
+        d = t - mu
+        return torch.relu(d) * quantile + torch.relu(-d) * (1.0 - quantile)
+
+    best, state, bad = np.inf, None, 0
+    for _ in range(max_epochs):
+        net.train()
+        order = fit[torch.randperm(len(fit), generator=g)]
+        for i in range(0, len(order), batch_size):
+            b = order[i:i + batch_size]
+            if len(b) < 2:
+                continue
+            logits, mu, log_sigma = heads(b)
+            l = fit_loss(mu, log_sigma, target[b]).mean()
+            if aux:
+                l = l + aux * F.cross_entropy(logits, y_all[b])
+            opt.zero_grad()
+            l.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            _, mu, log_sigma = heads(val)
+            v = float(fit_loss(mu, log_sigma, target[val]).mean())
+        if v < best - 1e-4:
+            best, state, bad = v, {k: t.clone() for k, t in net.state_dict().items()}, 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    if state is not None:
+        net.load_state_dict(state)
+    net.eval()
+
+    def predict(idx: np.ndarray):
+        with torch.no_grad():
+            _, mu, log_sigma = heads(torch.as_tensor(idx))
+        mu = mu.double().numpy() * scale + center
+        return mu, (None if log_sigma is None else np.exp(log_sigma.double().numpy()) * scale)
+
+    return predict
 
 
 def standardized_margin(s: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -116,22 +235,47 @@ def standardized_margin(s: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.
     return (np.asarray(s, np.float64) - mu) / sigma
 
 
+def _score_rows(rows, train, *, s, x, features, labels, n_classes, loss, alpha, regressor, kw, net_kw, seed):
+    """Scores of ``rows`` by a regressor fitted on ``train`` (both bool [n])."""
+    if train.sum() < MIN_PUBLIC:
+        if loss == "pinball":
+            return s[rows] - float(np.quantile(s[train], 1.0 - alpha))
+        mu, var = constant_fit(s[train])
+        return standardized_margin(s[rows], mu(s[rows]), np.sqrt(var(s[rows])))
+    if regressor == "boosting":
+        if loss == "pinball":
+            return s[rows] - pinball_fit(x[train], s[train], 1.0 - alpha, seed=seed, kw=kw)(x[rows])
+        mu, var = gaussian_fit(x[train], s[train], seed=seed, kw=kw)
+        return standardized_margin(s[rows], mu(x[rows]), np.sqrt(var(x[rows])))
+    predict = network_fit(features, labels, s, train, n_classes=n_classes, loss=loss, quantile=1.0 - alpha,
+                          arch=regressor, seed=seed, **net_kw)
+    mu, sigma = predict(np.flatnonzero(rows))
+    return s[rows] - mu if sigma is None else standardized_margin(s[rows], mu, sigma)
+
+
 def qmia(target, ref=None, ref_keep=None, *, labels, features, public, loss: str = "gaussian",
-         alpha: float = 0.01, folds: int = 5, with_label: bool = True, max_iter: int = 200,
-         learning_rate: float = 0.05, max_leaf_nodes: int = 15, min_samples_leaf: int = 10,
-         seed: int = 0) -> np.ndarray:
-    """QMIA (Bertran et al. 2023; module docstring): ``score = (s - mu(x)) / sigma(x)``, the
-    regressor fitted on the rows ``public`` (known non-members of the target) only.
+         alpha: float = 0.01, folds: int = 5, regressor: str = "mlp", aux: float = 3.0, hidden: int = 128,
+         width: int = 16, lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 100, patience: int = 10,
+         with_label: bool = True, max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 15,
+         min_samples_leaf: int = 10, seed: int = 0) -> np.ndarray:
+    """QMIA (Bertran et al. 2023; module docstring): ``score = (s - mu(x, y)) / sigma(x, y)``, the
+    regressors fitted on the rows ``public`` (known non-members of the target) only.
 
     ``target [n, A]``: the model's score (``hinge``); ``features [n, ...]``: the pool's inputs;
-    ``public bool [n]``. Every row is scored (the public rows in-sample: the evaluation protocol
-    excludes them from the ROC). ``ref``/``ref_keep`` are not used (no reference models).
-    ``loss``: ``gaussian`` (default) or ``pinball`` at quantile ``1 - alpha``. ``with_label``: the
-    one-hot label is a regressor input. Boosting: ``max_iter``, ``learning_rate``,
-    ``max_leaf_nodes``, ``min_samples_leaf``; ``seed`` fixes the folds and the early-stopping split.
+    ``public bool [n]``. Every row is scored: with ``folds=K >= 2`` (cross-fitting) each row by the
+    regressor fitted on the public rows of the other K-1 folds, so no row is scored by a regressor
+    that saw it; with ``folds=0`` by one regressor on all public rows (public rows in-sample).
+    ``ref``/``ref_keep`` are not used (no reference models). ``loss``: ``gaussian`` (default) or
+    ``pinball`` at quantile ``1 - alpha``. ``regressor``: ``mlp`` / ``cnn`` (a registry network on
+    the input, per-class outputs selected by the label, Gaussian NLL + ``aux`` x cross-entropy;
+    ``hidden``, ``width``, ``lr``, ``batch_size``, ``max_epochs``, ``patience``) or ``boosting``
+    (``HistGradientBoostingRegressor`` on the flattened input, plus the one-hot label when
+    ``with_label``; ``max_iter``, ``learning_rate``, ``max_leaf_nodes``, ``min_samples_leaf``).
+    ``seed`` fixes the folds, the initialisations and the early-stopping splits.
     """
     name = "qmia"
     choice(name, "loss", loss, ("gaussian", "pinball"))
+    choice(name, "regressor", regressor, REGRESSORS)
     target, _, _, labels = validate(target, ref, ref_keep, labels, name=name, need_ref=False)
     public = np.asarray(public)
     if public.shape != labels.shape or public.dtype != bool:
@@ -142,12 +286,28 @@ def qmia(target, ref=None, ref_keep=None, *, labels, features, public, loss: str
         raise SignalError(f"{name}: features must be finite [n={labels.size}, ...], got {np.shape(features)}")
     if loss == "pinball" and not 0.0 < alpha < 1.0:
         raise SignalError(f"{name}: alpha must lie in (0, 1), got {alpha}")
+    if folds == 1 or folds < 0:
+        raise SignalError(f"{name}: folds must be 0 (no cross-fitting) or >= 2, got {folds}")
+    if regressor == "cnn" and np.ndim(features) != 4:
+        raise SignalError(f"{name}: regressor 'cnn' needs image features [n, C, H, W], got {np.shape(features)}")
     s = query_mean(target)
-    x = inputs(features, labels, int(labels.max(initial=0)) + 1, with_label)
-    kw = dict(max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
-              min_samples_leaf=min_samples_leaf)
+    n_classes = int(labels.max(initial=0)) + 1
+    x = inputs(features, labels, n_classes, with_label) if regressor == "boosting" else None
+    common = dict(s=s, x=x, features=features, labels=labels, n_classes=n_classes, loss=loss, alpha=alpha,
+                  regressor=regressor, seed=seed,
+                  kw=dict(max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
+                          min_samples_leaf=min_samples_leaf),
+                  net_kw=dict(hidden=hidden, width=width, aux=aux, lr=lr, batch_size=batch_size,
+                              max_epochs=max_epochs, patience=patience))
+    out = np.empty(len(s))
     with single_threaded():
-        if loss == "pinball":
-            return s - pinball_fit(x[public], s[public], 1.0 - alpha, seed=seed, kw=kw)(x)
-        mu, var = gaussian_fit(x[public], s[public], folds=folds, seed=seed, kw=kw)
-        return standardized_margin(s, mu(x), np.sqrt(var(x)))
+        if folds == 0 or public.sum() < folds * MIN_PUBLIC:
+            everything = np.ones(len(s), dtype=bool)
+            out[:] = _score_rows(everything, public, **common)
+            return out
+        fold = fold_of(len(s), folds, seed)
+        for k in range(folds):
+            rows = fold == k
+            if rows.any():
+                out[rows] = _score_rows(rows, public & ~rows, **{**common, "seed": seed + k})
+    return out

@@ -29,7 +29,7 @@ from privaudit.attacks.lira import lira_offline, lira_online
 from privaudit.attacks.loss import loss_attack
 from privaudit.attacks.qmia import qmia
 from privaudit.attacks.rmia import rmia_offline, rmia_online
-from privaudit.attacks.shokri import shokri
+from privaudit.attacks.shokri import fit_shokri, shokri
 from privaudit.attacks.song_mittal import song_mittal
 from privaudit.errors import ConfigError, SignalError
 
@@ -51,6 +51,8 @@ class AttackSpec:
     citation: str = ""
     needs_features: bool = False     # reads the pool's inputs (``features=x [n, ...]``)
     needs_public: bool = False       # fits on ``public=bool[n]``: known non-members, excluded from the ROC
+    fit: Callable | None = None      # fits on the references alone: ``fit(ref, ref_keep, labels=, **params)``
+                                     # returns an object whose ``.score(target, labels)`` equals ``fn``'s
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -79,13 +81,13 @@ def _param_names(fn) -> tuple[str, ...]:
 
 
 def _spec(name: str, fn, signal: str, mode: str, citation: str, *, needs_features: bool = False,
-          needs_public: bool = False, **variant) -> AttackSpec:
+          needs_public: bool = False, fit: Callable | None = None, **variant) -> AttackSpec:
     sig = inspect.signature(fn).parameters
     defaults = {k: sig[k].default for k in _param_names(fn)}
     unknown = set(variant) - set(defaults)
     assert not unknown, f"{name}: unknown defaults {unknown}"
     defaults.update(variant)
-    return AttackSpec(name, fn, signal, mode, defaults, citation, needs_features, needs_public)
+    return AttackSpec(name, fn, signal, mode, defaults, citation, needs_features, needs_public, fit)
 
 
 _LIRA = "Carlini et al., Membership Inference Attacks From First Principles, IEEE S&P 2022"
@@ -115,7 +117,7 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
           "Song & Mittal, Systematic Evaluation of Privacy Risks of ML Models, USENIX Sec. 2021, "
           "Eq. (4) with class-dependent thresholds"),
     _spec("shokri", shokri, "probs", "online",
-          "Shokri et al., Membership Inference Attacks Against ML Models, IEEE S&P 2017"),
+          "Shokri et al., Membership Inference Attacks Against ML Models, IEEE S&P 2017", fit=fit_shokri),
     _spec("rmia_online", rmia_online, "conf", "online",
           f"{_RMIA}, online (Pr(x) over all references)"),
     _spec("rmia_offline", rmia_offline, "conf", "offline", f"{_RMIA}, offline Pr(x), tuned a"),
@@ -160,6 +162,21 @@ def _context(spec: AttackSpec, features, public) -> dict:
     return out
 
 
+def fit_attack(spec: AttackSpec, ref, ref_keep, labels, **overrides):
+    """``spec.fit`` on the references with ``spec.defaults`` updated by ``overrides`` (checked as
+    in :func:`run_attack`): a fitted attack whose ``.score(target, labels)`` scores any target."""
+    _check_overrides(spec, overrides)
+    params = {**spec.defaults, **overrides}
+    return spec.fit(ref, ref_keep, labels=labels, **params)
+
+
+def _check_overrides(spec: AttackSpec, overrides: dict) -> None:
+    unknown = sorted(set(overrides) - set(spec.params))
+    if unknown:
+        raise ConfigError(f"attack {spec.name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(spec.params) or 'none'}")
+
+
 def run_attack(spec: AttackSpec | str, target, ref, ref_keep, labels, *, features=None, public=None,
                **overrides) -> np.ndarray:
     """Validate shapes/values and run ``spec.fn`` with ``spec.defaults`` updated by
@@ -168,10 +185,7 @@ def run_attack(spec: AttackSpec | str, target, ref, ref_keep, labels, *, feature
     context of an attack that ``needs_features`` / ``needs_public`` (ignored by the others)."""
     if isinstance(spec, str):
         spec = get_attack(spec)
-    unknown = sorted(set(overrides) - set(spec.params))
-    if unknown:
-        raise ConfigError(f"attack {spec.name!r}: unknown parameter(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(spec.params) or 'none'}")
+    _check_overrides(spec, overrides)
     target, ref, ref_keep, labels = validate(
         target, ref, ref_keep, labels, name=spec.name, vector=spec.signal == "probs",
         kind=_KIND.get(spec.signal, "real"), need_ref=spec.mode != "none")

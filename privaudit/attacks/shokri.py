@@ -8,6 +8,7 @@ shadow models, their IN/OUT observations are the attack model's training set.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -77,9 +78,42 @@ def shokri(target, ref, ref_keep, *, labels, per_class: bool = False, sort: bool
     takes seconds. Score: the classifier's member log-odds (pre-sigmoid output: no ties from
     saturated probabilities). Online: uses IN and OUT reference observations.
     """
+    return fit_shokri(ref, ref_keep, labels=labels, per_class=per_class, sort=sort, top_k=top_k,
+                      max_train=max_train, hidden=hidden, max_iter=max_iter, early_stopping=early_stopping,
+                      seed=seed).score(target, labels)
+
+
+@dataclass
+class ShokriClassifier:
+    """A fitted attack classifier: the global one, and per class (``per_class``) those of the
+    classes with IN and OUT training rows."""
+    options: dict
+    per_class: bool
+    global_fit: tuple | None
+    class_fits: dict[int, tuple]
+
+    def score(self, target: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Member log-odds of the samples ``target [n, A, C]`` with ``labels [n]``."""
+        if not self.per_class:
+            clf, mu, sd = self.global_fit
+            return _logit(clf, (_features(target, labels, one_hot=True, **self.options) - mu) / sd)
+        score = np.empty(len(labels))
+        for k in np.unique(labels):                        # loop over classes, not samples
+            at = labels == k
+            fit = self.class_fits.get(int(k))
+            clf, mu, sd = fit if fit is not None else self.global_fit
+            x = _features(target[at], labels[at], one_hot=fit is None, **self.options)
+            score[at] = _logit(clf, (x - mu) / sd)
+        return score
+
+
+def fit_shokri(ref, ref_keep, *, labels, per_class: bool = False, sort: bool = True, top_k: int | None = None,
+               max_train: int = 20000, hidden: tuple = (64,), max_iter: int = 200, early_stopping: bool = True,
+               seed: int = 0) -> ShokriClassifier:
+    """The attack classifier of :func:`shokri`, fitted on the reference models alone (it does not
+    see the target, so one fit serves every target whose references include these models)."""
     name = "shokri"
-    target, ref, keep, labels = validate(target, ref, ref_keep, labels, name=name, vector=True,
-                                         kind="prob")
+    _, ref, keep, labels = validate(ref[0], ref, ref_keep, labels, name=name, vector=True, kind="prob")
     r, n, _, c = ref.shape
     if top_k is not None and (not sort or not 1 <= int(top_k) <= c):
         raise ConfigError(f"{name}: top_k needs sort=True and 1 <= top_k <= {c}, got {top_k!r}")
@@ -95,25 +129,17 @@ def shokri(target, ref, ref_keep, *, labels, per_class: bool = False, sort: bool
         raise SignalError(f"{name}: the reference observations need both IN and OUT samples")
     opts = dict(sort=sort, top_k=top_k)
     fit = dict(hidden=hidden, max_iter=int(max_iter), early_stopping=early_stopping, seed=seed)
-    x_train = _features(ref[m_idx, s_idx], labels[s_idx], one_hot=not per_class, **opts)
-    x_target = _features(target, labels, one_hot=not per_class, **opts)
+    rows_x, rows_label = ref[m_idx, s_idx], labels[s_idx]
     if not per_class:
-        clf, mu, sd = _fit(x_train, y, **fit)
-        return _logit(clf, (x_target - mu) / sd)
-    score = np.empty(n)
-    cls_train = labels[s_idx]
+        return ShokriClassifier(opts, False, _fit(_features(rows_x, rows_label, one_hot=True, **opts), y, **fit), {})
+    classes: dict[int, tuple] = {}
     fallback = None
-    for k in np.unique(labels):                            # loop over classes, not samples
-        at = labels == k
-        sel = cls_train == k
+    x_train = _features(rows_x, rows_label, one_hot=False, **opts)
+    for k in np.unique(labels):
+        sel = rows_label == k
         if y[sel].all() or not y[sel].any():
             if fallback is None:
-                x_all = _features(ref[m_idx, s_idx], labels[s_idx], one_hot=True, **opts)
-                fallback = _fit(x_all, y, **fit)
-            clf, mu, sd = fallback
-            x_k = _features(target[at], labels[at], one_hot=True, **opts)
+                fallback = _fit(_features(rows_x, rows_label, one_hot=True, **opts), y, **fit)
         else:
-            clf, mu, sd = _fit(x_train[sel], y[sel], **fit)
-            x_k = x_target[at]
-        score[at] = _logit(clf, (x_k - mu) / sd)
-    return score
+            classes[int(k)] = _fit(x_train[sel], y[sel], **fit)
+    return ShokriClassifier(opts, True, fallback, classes)

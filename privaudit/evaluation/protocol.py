@@ -2,6 +2,11 @@
 attacked with an attack fitted on the *other* models only — the target's own row never fits the
 attack — and every sample of the pool is scored, labelled by ``keep[target]``.
 
+**An attack that fits on the references alone** (``AttackSpec.fit``: Shokri et al.'s attack
+classifier) is fitted once, on the models that are never targets, and that one classifier scores
+every target: no target's membership enters the fit, and T refits become one (a 20,000-row
+classifier took 2.5 s per target). When every model is a target, each is fitted on the others.
+
 Metrics per target, their mean ± std over targets, and a bootstrap confidence interval of that mean
 (samples resampled jointly across targets).
 
@@ -24,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from privaudit.attacks.registry import AttackSpec, run_attack
+from privaudit.attacks.registry import AttackSpec, fit_attack, run_attack
 from privaudit.errors import SignalError
 from privaudit.evaluation import intervals, metrics
 from privaudit.evaluation.results import AttackMetrics, Estimate
@@ -79,6 +84,13 @@ def _attack_target(spec: AttackSpec, target_signal: np.ndarray, ref_signal: np.n
     return exclude(score, public)
 
 
+def _checked(spec: AttackSpec, score: np.ndarray, n: int) -> np.ndarray:
+    score = np.asarray(score, dtype=np.float64)
+    if score.shape != (n,) or np.isnan(score).any():
+        raise SignalError(f"attack {spec.name!r} returned shape {score.shape} or NaN scores, expected ({n},)")
+    return score
+
+
 def score_targets(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labels: np.ndarray,
                   targets: list[int], *, context: dict[str, Any] | None = None, **params: Any) -> np.ndarray:
     """Scores ``float[T, n]``: target t attacked with references = every other model.
@@ -87,6 +99,10 @@ def score_targets(spec: AttackSpec, signal: np.ndarray, keep: np.ndarray, labels
     public rows come back NaN)."""
     if signal.shape[:2] != keep.shape:
         raise SignalError(f"signal {signal.shape} does not match keep {keep.shape} on [models, samples]")
+    others = np.setdiff1d(np.arange(len(keep)), targets)
+    if spec.fit is not None and not spec.needs_public and others.size >= 2:
+        fitted = fit_attack(spec, signal[others], keep[others], labels, **params)
+        return np.stack([_checked(spec, fitted.score(signal[t], labels), len(labels)) for t in targets])
     out = []
     for t in targets:
         ref = np.delete(np.arange(len(keep)), t)
