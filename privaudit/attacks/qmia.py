@@ -264,7 +264,9 @@ def qmia(target, ref=None, ref_keep=None, *, labels, features, public, loss: str
     ``target [n, A]``: the model's score (``hinge``); ``features [n, ...]``: the pool's inputs;
     ``public bool [n]``. Every row is scored: with ``folds=K >= 2`` (cross-fitting) each row by the
     regressor fitted on the public rows of the other K-1 folds, so no row is scored by a regressor
-    that saw it; with ``folds=0`` by one regressor on all public rows (public rows in-sample).
+    that saw it; with ``folds=0`` (or fewer than 2 public rows outside some fold, or K > n) by one
+    regressor on all public rows (public rows in-sample). A fold regressor with fewer than
+    ``MIN_PUBLIC`` public rows is the constant ``(mean, ddof-0 std)`` of those rows.
     ``ref``/``ref_keep`` are not used (no reference models). ``loss``: ``gaussian`` (default) or
     ``pinball`` at quantile ``1 - alpha``. ``regressor``: ``mlp`` / ``cnn`` (a registry network on
     the input, per-class outputs selected by the label, Gaussian NLL + ``aux`` x cross-entropy;
@@ -301,11 +303,10 @@ def qmia(target, ref=None, ref_keep=None, *, labels, features, public, loss: str
                               max_epochs=max_epochs, patience=patience))
     out = np.empty(len(s))
     with single_threaded():
-        if folds == 0 or public.sum() < folds * MIN_PUBLIC:
-            everything = np.ones(len(s), dtype=bool)
-            out[:] = _score_rows(everything, public, **common)
+        fold = fold_of(len(s), folds, seed) if 2 <= folds <= len(s) else None
+        if fold is None or min((public & (fold != k)).sum() for k in range(folds)) < 2:
+            out[:] = _score_rows(np.ones(len(s), dtype=bool), public, **common)   # one regressor, no cross-fit
             return out
-        fold = fold_of(len(s), folds, seed)
         for k in range(folds):
             rows = fold == k
             if rows.any():
