@@ -42,7 +42,7 @@ def run(config: Path = typer.Argument(..., help="YAML run config (see configs/)"
         models_per_group: Optional[int] = typer.Option(None, "--models-per-group", help="models trained at once"),
         out: Optional[str] = typer.Option(None, "--out", help="parent folder of the run directory"),
         name: Optional[str] = typer.Option(None, "--name", help="run name (folder under --out)"),
-        workers: Optional[int] = typer.Option(None, "--workers", help="worker processes (1 = in-process)"),
+        workers: Optional[int] = typer.Option(None, "--workers", help="groups trained at a time (threads; 1 = one after another)"),
         attacks: Optional[str] = typer.Option(None, "--attacks", help="comma list, or 'all'"),
         sets: list[str] = typer.Option([], "--set", help="override any config field: KEY=VALUE")) -> None:
     """Train a population, query it, run the attacks and write the report (resumes where it stopped)."""

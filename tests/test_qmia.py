@@ -1,6 +1,8 @@
-"""QMIA (Bertran et al., NeurIPS 2023): the standardised score on hand-made Gaussian cases, a
-leaking population detected with no reference model, chance on shuffled membership, and the public
-half of each target's non-members fitted on but excluded from the ROC (NaN scores)."""
+"""QMIA (Bertran et al., NeurIPS 2023): the standardised score and the cross-fitting by hand on tiny
+cases, a heteroscedastic Gaussian law recovered (network and boosting regressors), a leaking
+population detected with no reference model (public half, and cross-fitted on all non-members),
+chance on shuffled membership, and the public half of each target's non-members fitted on but
+excluded from the ROC (NaN scores)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from privaudit.attacks import ATTACKS, qmia, run_attack
-from privaudit.attacks.qmia import MIN_PUBLIC, standardized_margin
+from privaudit.attacks.qmia import MIN_PUBLIC, fold_of, standardized_margin
 from privaudit.config import parse_config
 from privaudit.data.datasets import load_dataset
 from privaudit.errors import PrivauditError, SignalError
@@ -54,15 +56,41 @@ def test_standardised_score_on_a_hand_made_gaussian_case():
     s = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 3.0])[:, None]
     public = np.array([True] * 5 + [False] * 2)
     assert public.sum() < MIN_PUBLIC
-    got = qmia(s, labels=np.zeros(7, dtype=int), features=np.zeros((7, 2)), public=public)
+    # folds=0: one fit on every public row (no cross-fitting)
+    got = qmia(s, labels=np.zeros(7, dtype=int), features=np.zeros((7, 2)), public=public, folds=0)
     np.testing.assert_allclose(got, (s[:, 0] - 3.0) / np.sqrt(2.0))
     np.testing.assert_allclose(standardized_margin(np.array([4.0]), np.array([1.0]), np.array([2.0])), [1.5])
     pin = qmia(s, labels=np.zeros(7, dtype=int), features=np.zeros((7, 2)), public=public, loss="pinball",
-               alpha=0.25)
+               alpha=0.25, folds=0)
     np.testing.assert_allclose(pin, s[:, 0] - np.quantile([1, 2, 3, 4, 5], 0.75))
 
 
-def test_gaussian_regression_recovers_a_heteroscedastic_non_member_law():
+def test_cross_fitting_by_hand_on_a_tiny_case():
+    """folds=2 on 8 rows: each row is standardised with the mean / ddof-0 std of the public rows of
+    the *other* fold (fewer than MIN_PUBLIC rows: the constant fit), never with its own score."""
+    s = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 9.0, 5.0])
+    public = np.array([True, True, True, True, True, True, False, False])
+    fold = fold_of(8, 2, 0)
+    assert set(fold) == {0, 1} and all((public & (fold != k)).sum() >= 2 for k in (0, 1))
+    want = np.empty(8)
+    for k in (0, 1):
+        other = s[public & (fold != k)]
+        want[fold == k] = (s[fold == k] - other.mean()) / other.std()
+    got = qmia(s[:, None], labels=np.zeros(8, dtype=int), features=np.zeros((8, 1)), public=public, folds=2)
+    np.testing.assert_allclose(got, want)
+    # a public row's own score moves its own standardised score only: its fold's fit never saw it
+    i = int(np.flatnonzero(public & (fold == 0))[0])
+    s2 = s.copy()
+    s2[i] += 10.0
+    got2 = qmia(s2[:, None], labels=np.zeros(8, dtype=int), features=np.zeros((8, 1)), public=public, folds=2)
+    same = fold == 0
+    same[i] = False
+    np.testing.assert_allclose(got2[same], got[same])
+    np.testing.assert_allclose(got2[i] - got[i], 10.0 / s[public & (fold == 1)].std())
+
+
+@pytest.mark.parametrize("regressor", ["mlp", "boosting"])
+def test_gaussian_regression_recovers_a_heteroscedastic_non_member_law(regressor):
     """Non-member score ~ N(3 x0, (0.3 + x1)^2); members shifted by one sigma. The fitted
     standardised score of held-out non-members is ~N(0, 1), and it ranks members as well as the
     true law does, far better than the raw score."""
@@ -73,7 +101,8 @@ def test_gaussian_regression_recovers_a_heteroscedastic_non_member_law():
     member = rng.random(n) < 0.5
     s = mu + sigma * (rng.normal(size=n) + 1.0 * member)
     public = ~member & (rng.random(n) < 0.6)
-    got = qmia(s[:, None], labels=np.zeros(n, dtype=int), features=x, public=public, with_label=False)
+    got = qmia(s[:, None], labels=np.zeros(n, dtype=int), features=x.astype(np.float32), public=public,
+               with_label=False, regressor=regressor)
     held_out = ~member & ~public
     z = got[held_out]
     assert abs(z.mean()) < 0.1 and 0.85 < z.std() < 1.15, (z.mean(), z.std())
@@ -105,6 +134,38 @@ def test_qmia_is_at_chance_on_shuffled_membership(population):
     _, summary = summarize(scores, shuffled[TARGETS], fprs=(0.01,), n_boot=100)
     print("qmia shuffled AUC", summary["auc"])
     assert summary["auc"]["lo"] <= 0.5 <= summary["auc"]["hi"]
+
+
+def _crossfit_scores(pop, keep):
+    """Cross-fitted on *all* of each target's non-members: every row scored, none left out."""
+    return np.stack([qmia(pop["hinge"][t], labels=pop["y"], features=pop["x"], public=~keep[t]) for t in TARGETS])
+
+
+def test_cross_fitted_on_all_non_members_detects_members_and_is_at_chance_when_shuffled(population):
+    keep = population["keep"]
+    scores = _crossfit_scores(population, keep)
+    assert np.isfinite(scores).all()
+    _, summary = summarize(scores, keep[TARGETS], fprs=(0.01,), n_boot=100)
+    print("qmia cross-fit AUC", summary["auc"])
+    assert summary["auc"]["lo"] > 0.55
+    rng = np.random.default_rng(11)
+    shuffled = np.stack([rng.permutation(col) for col in keep.T]).T
+    scores = _crossfit_scores(population, shuffled)
+    _, summary = summarize(scores, shuffled[TARGETS], fprs=(0.01,), n_boot=100)
+    print("qmia cross-fit shuffled AUC", summary["auc"])
+    assert summary["auc"]["lo"] <= 0.5 <= summary["auc"]["hi"]
+    assert abs(summary["auc"]["mean"] - 0.5) < 0.03
+
+
+def test_regressor_options_are_checked(population):
+    h, y, x = population["hinge"][0], population["y"], population["x"]
+    public = ~population["keep"][0]
+    with pytest.raises(PrivauditError, match="regressor"):
+        qmia(h, labels=y, features=x, public=public, regressor="forest")
+    with pytest.raises(SignalError, match="folds"):
+        qmia(h, labels=y, features=x, public=public, folds=1)
+    with pytest.raises(SignalError, match="image features"):
+        qmia(h, labels=y, features=x.reshape(len(y), -1), public=public, regressor="cnn")
 
 
 def test_public_half_is_fitted_on_and_excluded_from_the_roc(population):

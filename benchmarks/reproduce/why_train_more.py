@@ -105,8 +105,8 @@ def within_group_budget(run: Run, cfg: RunConfig, s: dict[str, int], epoch: int)
     if not np.isfinite(fpr):      # a target without non-members in a group (only at toy sizes)
         fpr = 0.5
     key = bd.metric_name(fpr)
-    out: dict[str, Any] = {"fpr": fpr, "nonmembers_min": n_neg, "groups": {g: int(m.sum()) for g, m in masks.items()}, "selection": how,
-                           "attacks": {}}
+    out: dict[str, Any] = {"fpr": fpr, "nonmembers_min": n_neg, "groups": {g: int(m.sum()) for g, m in masks.items()},
+                           "selection": how, "attacks": {}}
     for name in BUDGET_ATTACKS:
         spec = get_attack(name)
         signal = run.signal(AttackConfig(name=name).signal_name, epoch)
@@ -180,6 +180,17 @@ def ood_vs_privacy(run: Run, epoch: int, parts: dict[str, np.ndarray], n_boot: i
 # 3. Tables II/III
 # ------------------------------------------------------------------------------------------
 
+def table_masks(run: Run, cfg: RunConfig, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The data groups plus their singletons (``mem_selection > THRESHOLD``, Choi et al. §6 (c)),
+    keeping the groups where every table target has members and non-members."""
+    mem_sel = run.load_npy(Layout.study(NAME, "mem_selection.npy"))
+    masks = dict(parts)
+    for part in [p for p in ("ood", "id") if p in parts]:
+        masks[f"{part}/high_mem"] = parts[part] & (mem_sel > THRESHOLD)
+    kt = run.keep()[: cfg.evaluation.targets]
+    return {g: m for g, m in masks.items() if min_nonmembers(kt, m) > 0 and kt[:, m].any(axis=1).all()}
+
+
 def group_tables(run: Run, cfg: RunConfig, groups: dict[str, np.ndarray], epoch: int, n_boot: int) -> dict[str, Any]:
     """Per attack and group: AUC and strict TPR at the group's own resolvable FPR and at the one
     FPR all groups resolve, mean over targets with bootstrap CIs (Choi et al. Tables II/III)."""
@@ -217,7 +228,8 @@ def plot_budget(wg: dict[str, Any], path: Path) -> str:
             for kind, colour in (("high_mem", "#D55E00"), ("random", "#0072B2")):
                 rows = [r for r in wg["attacks"][a]["curve"] if r["group"] == f"{part}/{kind}" and not r["skipped"]]
                 x = [r["n_models"] for r in rows]
-                ax.plot(x, [r[f"{key}_mean"] for r in rows], "o-", color=colour, label=f"{kind} (n={wg['groups'][f'{part}/{kind}']})")
+                ax.plot(x, [r[f"{key}_mean"] for r in rows], "o-", color=colour,
+                        label=f"{kind} (n={wg['groups'][f'{part}/{kind}']})")
                 ax.fill_between(x, [r[f"{key}_ci_low"] for r in rows], [r[f"{key}_ci_high"] for r in rows],
                                 color=colour, alpha=0.2)
             ax.set_xscale("log", base=2)
@@ -225,6 +237,7 @@ def plot_budget(wg: dict[str, Any], path: Path) -> str:
             ax.set_xlabel("reference (shadow) models k")
             ax.set_ylabel(f"TPR at FPR {wg['fpr']:g}")
             ax.legend(fontsize=7)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -238,6 +251,7 @@ def plot_ood(arrays: dict[str, np.ndarray], group_ids: np.ndarray | None, path: 
         ax.set_xlabel(f"{d} (mean over OUT models)")
         ax.set_ylabel(p)
     axes[0].set_title("blue: in-distribution, orange: OOD group", fontsize=9)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -299,13 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seconds["ood_detectors"] = round(time.perf_counter() - t, 1)
 
     t = time.perf_counter()
-    mem_sel = run.load_npy(Layout.study(NAME, "mem_selection.npy"))
-    table_groups = dict(parts)
-    for part in [p for p in ("ood", "id") if p in parts]:
-        table_groups[f"{part}/high_mem"] = parts[part] & (mem_sel > THRESHOLD)
-    table_groups = {g: m for g, m in table_groups.items() if min_nonmembers(run.keep()[:cfg.evaluation.targets], m) > 0
-                    and run.keep()[:cfg.evaluation.targets, m].any(axis=1).all()}
-    tables = group_tables(run, cfg, table_groups, epoch, s["n_boot"])
+    tables = group_tables(run, cfg, table_masks(run, cfg, parts), epoch, s["n_boot"])
     seconds["tables"] = round(time.perf_counter() - t, 1)
 
     figs = figure_dir(args)
@@ -316,7 +324,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "Inference via Memorization, arXiv:2310.08015 (2023)",
            "scale": args.scale, "design": args.design, "sizes": s, "config": f"configs/{DESIGNS[args.design]}.yaml",
            "run_dir": str(cfg.run_dir), "n_models": int(run.keep().shape[0]), "n_samples": int(run.keep().shape[1]),
-           "utility": run.load_json(Layout.epoch_metrics(epoch)).get("utility"), "seconds": seconds, "peak_memory_mb": peak_memory_mb(),
+           "utility": run.load_json(Layout.epoch_metrics(epoch)).get("utility"), "seconds": seconds,
+           "peak_memory_mb": peak_memory_mb(),
            "headline": headline(wg, tables, corr),
            "within_group_budget": wg, "ood_detectors": corr, "tables": tables,
            "memorization_study": {"fpr": study["fpr"], "memorization_by_group": study["memorization"]["by_group"],

@@ -30,7 +30,7 @@ def check_factory_path(path: str | None) -> str:
 
 
 def add_search_path(folder: str | Path) -> None:
-    """Let factories be imported from ``folder`` (the config's folder; spawned workers inherit sys.path)."""
+    """Let factories be imported from ``folder`` (the config's folder)."""
     folder = str(Path(folder).resolve())
     if folder not in sys.path:
         sys.path.append(folder)

@@ -4,8 +4,8 @@ Every artifact path is resolved here and nowhere else (:class:`Layout`); every w
 (temp file + rename) and records the artifact's SHA-256 in ``manifest.json``; every read checks
 that hash, so a tampered or truncated artifact is refused with one line naming it. One process at
 a time may write (``run.lock``, an OS file lock that dies with its holder, so a lock left by a
-killed process is recognised as stale); worker processes write only while their parent still
-holds that lock.
+killed process is recognised as stale); the run's tasks (threads, or Ray workers) write only while
+the process that started them still holds that lock.
 
 ```
 <run>/config.yaml                     the resolved config that produced the run

@@ -20,9 +20,9 @@ block out on the same alignment whatever its position and K (:mod:`privaudit.mod
 training runs on one intra-op thread (:func:`training_threads`), because a multi-threaded GEMM
 splits one small matrix product between the threads differently from a batch of them (measured:
 the weight gradient of a ``7 x 5`` layer over 64 rows differs in the last bit between K = 1 and
-K = 5 with two threads, and is identical with one). Parallelism comes from worker processes
-(:func:`privaudit.runtime.executor.run_tasks`), one thread each, so a group trains under the same
-thread count whether it runs in a worker or in-process.
+K = 5 with two threads, and is identical with one). Parallelism comes from running groups side by
+side (:func:`privaudit.runtime.executor.run_tasks`: threads, one intra-op thread each), so a group
+trains under the same thread count however it is scheduled.
 
 **A training step** (:func:`_fit`, every backend): gather each model's batch from the dataset,
 which lives on the training device (moved once in :func:`_train`; the epoch's index and
@@ -57,7 +57,7 @@ statistics from the forward at ``w`` only). Learning rate: linear warm-up, then 
   CPU keeps NCHW.
 
 Cost, measured against the previous trainer on the ``benchmarks/train_throughput.py`` workloads
-(2-core CPU, interleaved, 2026-11-30): on one thread, as in a worker, the aligned layout costs
+(2-core CPU, interleaved, 2026-11-30): on one thread, as a scheduled group, the aligned layout costs
 0-4% (digits MLP K = 8/32/64: 0.96/0.98/0.97 of the old model-samples/s; Purchase-sized MLP and
 MNIST CNN: 0.99-1.00). A group trained in-process by a two-thread process (a run of one group, or
 ``workers: 1``) now uses one thread: 1.45x slower for the digits MLP (K = 32), 1.8x for the
