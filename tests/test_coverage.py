@@ -104,6 +104,21 @@ def test_single_target_interval_contains_estimate():
         assert e["lo"] <= e["mean"] <= e["hi"] and e["hi"] > e["lo"]
 
 
+def test_each_target_gets_the_one_target_interval_from_the_same_resamples():
+    """A target's own interval (AUC, TPR) is the one-target method, whose coverage
+    ``test_intervals_cover_the_truth_one_target`` checks, on that target's columns of the joint
+    resample: equal to auditing that target alone (the resamples do not depend on T)."""
+    keep, scores, _ = _audit(5, 4, 500, 1.0)
+    per_target, _ = summarize(scores, keep, fprs=(0.05,), n_boot=100)
+    for t in range(4):
+        alone_t, alone = summarize(scores[t:t + 1], keep[t:t + 1], fprs=(0.05,), n_boot=100)
+        assert set(per_target[t]["intervals"]) == {"auc", "tpr@0.05"}
+        for m, (lo, hi) in per_target[t]["intervals"].items():
+            assert (lo, hi) == pytest.approx((alone[m]["lo"], alone[m]["hi"]), abs=1e-12), (t, m)
+            assert lo <= per_target[t][m] <= hi
+        assert set(alone_t[0]["intervals"]) == {"auc", "balanced_accuracy", "tpr@0.05"}
+
+
 def test_intervals_stay_within_the_metric_range():
     """A TPR of 0.6% with a wide spread across targets gets a lower bound of 0, not -0.2%."""
     from privaudit.evaluation.intervals import components_interval

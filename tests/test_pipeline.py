@@ -74,6 +74,10 @@ def test_default_audit_shows_lira_above_loss(tmp_path):
                 assert "mean" not in e or e["mean"] is None, (name, metric, e)
                 continue
             assert e["lo"] <= e["mean"] <= e["hi"], (name, metric, e)
+        for t, p in enumerate(attack["per_target"]):       # each target's own intervals
+            assert set(p["intervals"]) == {m for m in attack["summary"] if m != "balanced_accuracy"}
+            for metric, (lo, hi) in p["intervals"].items():
+                assert lo <= p[metric] <= hi, (name, t, metric, p)
     printed = re.findall(r"(\d+\.\d+) ± [\d.]+ \[(\d+\.\d+), (\d+\.\d+)\]", result.stdout)
     assert len(printed) >= 3 * len(doc["attacks"]), result.stdout   # every cell of the console table
     for cells in printed:

@@ -239,8 +239,15 @@ def components_interval(per_target: np.ndarray, reps: np.ndarray, *, level: floa
 
 def metric_intervals(names: Sequence[str], fns: Sequence[Callable], per_target: np.ndarray, keep: np.ndarray,
                      scores: np.ndarray, *, n_boot: int, seed: int = 0,
-                     level: float = 0.95) -> dict[str, tuple[float, float, bool]]:
-    """``name -> (lo, hi, widened)`` per metric; ``per_target``: ``float[k, T]`` estimates."""
+                     level: float = 0.95, per_target_out: dict | None = None
+                     ) -> dict[str, tuple[float, float, bool]]:
+    """``name -> (lo, hi, widened)`` per metric; ``per_target``: ``float[k, T]`` estimates.
+
+    ``per_target_out``, when given, receives ``name -> [(lo, hi), ...]``, one interval per target,
+    for the metrics whose one-target interval needs nothing more than the same replicates (AUC,
+    TPR at FPR: the one-target method, whose coverage ``benchmarks/coverage.py`` checks with
+    T = 1); a max-type metric (balanced accuracy) needs a second-level bootstrap for one target
+    (5x the resampling) and gets one only when T = 1."""
     est = np.asarray(per_target, dtype=np.float64)
     T = est.shape[1]
     nested = [j for j, m in enumerate(names) if m in _MAX_TYPE] if T == 1 else []
@@ -266,4 +273,9 @@ def metric_intervals(names: Sequence[str], fns: Sequence[Callable], per_target: 
         else:
             bias = boot_bias
         out[m] = components_interval(est[j], reps[j], level=level, bias=bias, var_single=var_single)
+        if per_target_out is not None and (m not in _MAX_TYPE or T == 1):
+            bias_t = np.broadcast_to(np.asarray(bias, dtype=np.float64), (T,))
+            per_target_out[m] = [out[m][:2] if T == 1 else
+                                 components_interval(est[j, t:t + 1], reps[j, t:t + 1], level=level,
+                                                     bias=bias_t[t:t + 1])[:2] for t in range(T)]
     return out

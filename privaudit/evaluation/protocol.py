@@ -41,7 +41,7 @@ class AttackResult:
     signal: str
     targets: list[int]
     scores: np.ndarray                    # float[T, n], higher = member
-    per_target: list[dict[str, float]]
+    per_target: list[dict[str, Any]]      # metric -> value, and "intervals": metric -> [lo, hi] (95%)
     summary: dict[str, dict[str, Any]]    # metric -> {mean, std, lo, hi[, tied, widened]} or {unresolved, needs_nonmembers}
     params: dict[str, Any] = field(default_factory=dict)
     n_nonmembers: int = 0                 # fewest non-members of any target
@@ -131,7 +131,9 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
     the spread between targets plus the noise of the shared samples (their columns resampled
     jointly for all targets, every threshold re-estimated), bias-corrected, with a t quantile
     (:mod:`privaudit.evaluation.intervals`, which says why). The interval always contains the mean;
-    when it had to be widened to do so it is marked ``"widened": True``.
+    when it had to be widened to do so it is marked ``"widened": True``. Each target's entry
+    carries its own 95% intervals (``"intervals": {metric: [lo, hi]}``) of AUC and TPR, and of
+    balanced accuracy when there is one target (:func:`intervals.metric_intervals`).
 
     Resolution: a TPR at FPR alpha that some target's non-members cannot resolve
     (``alpha * n_neg < 1``) gets no number, only ``{"unresolved": True, "needs_nonmembers":
@@ -158,13 +160,16 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
         live = [m for m in names if m not in unresolved]
         fns = [metrics._fast_metric(partial(metrics.tpr_at_fpr, alpha=float(m[4:]), mode=mode)
                                     if m.startswith("tpr@") else m) for m in live]
+        own: dict[str, list[tuple[float, float]]] = {}
         cis = intervals.metric_intervals(live, fns, [[p[m] for p in per_target] for m in live],
-                                         keep_targets, scores,
-                                         n_boot=n_boot, seed=seed, level=level)
+                                         keep_targets, scores, n_boot=n_boot, seed=seed, level=level,
+                                         per_target_out=own)
         for m, (lo, hi, widened) in cis.items():
             summary[m]["lo"], summary[m]["hi"] = lo, hi
             if widened:
                 summary[m]["widened"] = True
+        for t, p in enumerate(per_target):
+            p["intervals"] = {m: [lo_hi[t][0], lo_hi[t][1]] for m, lo_hi in own.items()}
     return per_target, summary
 
 
