@@ -118,8 +118,10 @@ def slice_tables(results: Mapping[str, Any], keep_targets: np.ndarray, slices: M
     doc: dict[str, Any] = {
         "fprs": list(fprs), "tpr_mode": mode, "metrics": metric_names(tuple(fprs)),
         "targets": int(keep_targets.shape[0]),
-        "intervals": f"{n_boot} bootstrap resamples of the slice's samples, 95% percentile interval of the "
-                     "mean over targets", "slicings": {}}
+        "intervals": f"95% interval of the mean over targets, as metrics.json: spread between targets plus "
+                     f"{n_boot} joint bootstrap resamples of the slice's samples, bias-corrected, t quantile "
+                     "(with few targets the t quantile makes it wide: the between-target spread rests on T - 1 "
+                     "degrees of freedom)", "slicings": {}}
     for family, masks in expand_slices(slices, keep_targets.shape[1], names).items():
         table: dict[str, Any] = {}
         for label, mask in masks.items():
