@@ -163,3 +163,17 @@ def test_shokri_with_every_model_a_target_fits_each_on_the_others():
     probs, keep, labels = _leaking_population(m=6)
     scores = score_targets(get_attack("shokri"), probs, keep, labels, list(range(6)))
     np.testing.assert_array_equal(scores[0], shokri(probs[0], probs[1:], keep[1:], labels=labels))
+
+
+def test_song_mittal_thresholds_are_fitted_once_on_the_models_that_are_never_targets():
+    from privaudit.attacks.registry import get_attack
+    from privaudit.evaluation.protocol import score_targets
+
+    probs, keep, labels = _leaking_population()
+    spec = get_attack("song_mittal")
+    scores = score_targets(spec, probs, keep, labels, [0, 1, 2])
+    assert all(roc_auc_score(keep[t], scores[t]) > 0.8 for t in range(3))
+    flipped = keep.copy()
+    flipped[:3] = ~flipped[:3]
+    np.testing.assert_array_equal(score_targets(spec, probs, flipped, labels, [0, 1, 2]), scores)
+    np.testing.assert_array_equal(scores[1], song_mittal(probs[1], probs[3:], keep[3:], labels=labels))

@@ -30,7 +30,7 @@ from privaudit.attacks.loss import loss_attack
 from privaudit.attacks.qmia import qmia
 from privaudit.attacks.rmia import rmia_offline, rmia_online
 from privaudit.attacks.shokri import fit_shokri, shokri
-from privaudit.attacks.song_mittal import song_mittal
+from privaudit.attacks.song_mittal import fit_song_mittal, song_mittal
 from privaudit.errors import ConfigError, SignalError
 
 MODES = ("none", "offline", "online")
@@ -115,7 +115,7 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
     _spec("ye_p", ye_p, "loss", "none", f"{_YE}, Attack P (global threshold)"),
     _spec("song_mittal", song_mittal, "probs", "online",
           "Song & Mittal, Systematic Evaluation of Privacy Risks of ML Models, USENIX Sec. 2021, "
-          "Eq. (4) with class-dependent thresholds"),
+          "Eq. (4) with class-dependent thresholds", fit=fit_song_mittal),
     _spec("shokri", shokri, "probs", "online",
           "Shokri et al., Membership Inference Attacks Against ML Models, IEEE S&P 2017", fit=fit_shokri),
     _spec("rmia_online", rmia_online, "conf", "online",

@@ -78,6 +78,7 @@ def shokri(target, ref, ref_keep, *, labels, per_class: bool = False, sort: bool
     takes seconds. Score: the classifier's member log-odds (pre-sigmoid output: no ties from
     saturated probabilities). Online: uses IN and OUT reference observations.
     """
+    target, ref, ref_keep, labels = validate(target, ref, ref_keep, labels, name="shokri", vector=True, kind="prob")
     return fit_shokri(ref, ref_keep, labels=labels, per_class=per_class, sort=sort, top_k=top_k,
                       max_train=max_train, hidden=hidden, max_iter=max_iter, early_stopping=early_stopping,
                       seed=seed).score(target, labels)

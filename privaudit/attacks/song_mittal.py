@@ -8,6 +8,8 @@ computed per query and averaged over the queries.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from privaudit.attacks._common import choice, validate
@@ -113,12 +115,29 @@ def song_mittal(target, ref, ref_keep, *, labels, metric: str = "mentr",
     Score (higher = member): ``tau_y - Mentr(x)`` (mentr), ``tau_y - H(x)`` (entropy),
     ``p_y(x) - tau_y`` (conf), i.e. the signed margin to the class threshold (>= 0: member).
     """
+    target, ref, ref_keep, labels = validate(target, ref, ref_keep, labels, name="song_mittal", vector=True,
+                                             kind="prob")
+    return fit_song_mittal(ref, ref_keep, labels=labels, metric=metric, per_class=per_class).score(target, labels)
+
+
+@dataclass
+class SongMittalThresholds:
+    """The fitted class thresholds of :func:`song_mittal` (they depend on the references only)."""
+    metric: str
+    thresholds: np.ndarray        # [n_classes]
+
+    def score(self, target: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``tau_y - Mentr(x)`` (or the metric's margin) of the samples ``target [n, A, C]``."""
+        return _oriented(np.asarray(target, dtype=np.float64), labels, self.metric) - self.thresholds[labels]
+
+
+def fit_song_mittal(ref, ref_keep, *, labels, metric: str = "mentr", per_class: bool = True) -> SongMittalThresholds:
+    """The thresholds of :func:`song_mittal`, fitted on the reference models alone (one fit
+    serves every target whose references include these models)."""
     name = "song_mittal"
     choice(name, "metric", metric, METRICS)
-    target, ref, keep, labels = validate(target, ref, ref_keep, labels, name=name, vector=True,
-                                         kind="prob")
-    n_classes = target.shape[-1]
-    v_target = _oriented(target, labels, metric)              # [n]
+    _, ref, keep, labels = validate(ref[0], ref, ref_keep, labels, name=name, vector=True, kind="prob")
+    n_classes = ref.shape[-1]
     v_ref = _oriented(ref, labels, metric)                    # [R, n]
     cls = np.broadcast_to(labels, v_ref.shape).ravel()
     flat_v, flat_m = v_ref.ravel(), keep.ravel()
@@ -129,4 +148,4 @@ def song_mittal(target, ref, ref_keep, *, labels, metric: str = "mentr",
     if per_class:
         per, fitted = fit_thresholds(flat_v, flat_m, cls, n_classes)
         thresholds = np.where(fitted, per, glob[0])
-    return v_target - thresholds[labels]
+    return SongMittalThresholds(metric, thresholds)

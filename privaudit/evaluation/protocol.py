@@ -3,9 +3,10 @@ attacked with an attack fitted on the *other* models only — the target's own r
 attack — and every sample of the pool is scored, labelled by ``keep[target]``.
 
 **An attack that fits on the references alone** (``AttackSpec.fit``: Shokri et al.'s attack
-classifier) is fitted once, on the models that are never targets, and that one classifier scores
-every target: no target's membership enters the fit, and T refits become one (a 20,000-row
-classifier took 2.5 s per target). When every model is a target, each is fitted on the others.
+classifier, Song & Mittal's class thresholds) is fitted once, on the models that are never
+targets, and that one fit scores every target: no target's membership enters it, and T fits
+become one (Shokri's 20,000-row classifier took 2.5 s per target). When every model is a target,
+each is fitted on the others.
 
 Metrics per target, their mean ± std over targets, and a bootstrap confidence interval of that mean
 (samples resampled jointly across targets).
