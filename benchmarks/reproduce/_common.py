@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import resource
 import time
 from pathlib import Path
@@ -25,6 +23,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # benchmarks/: json_output
+from json_output import emit, jsonable as clean  # noqa: E402,F401
 
 from privaudit.config import RunConfig  # noqa: E402
 from privaudit.runtime.run import Layout, Run  # noqa: E402
@@ -86,33 +89,9 @@ def min_nonmembers(keep_targets: np.ndarray, mask: np.ndarray) -> int:
     return int((~keep_targets[:, mask]).sum(axis=1).min()) if mask.any() else 0
 
 
-def clean(obj: Any) -> Any:
-    """JSON-safe copy: NumPy scalars and arrays to Python, NaN to None, +-inf to "inf"/"-inf"."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return None if math.isnan(x) else ("inf" if x == math.inf else "-inf" if x == -math.inf else x)
-    return obj
-
-
-def write_json(doc: dict[str, Any], path: str | Path | None) -> str:
-    """Write ``doc`` (cleaned) to ``path`` (folders created) and print it; returns the text."""
-    text = json.dumps(clean(doc), indent=1)
-    if path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text + "\n")
-    print(text)
-    return text
+def write_json(doc: dict[str, Any], path: str | Path | None) -> None:
+    """Print ``doc`` (JSON-safe: :func:`json_output.jsonable`) and write it to ``path``."""
+    emit(doc, path, indent=1)
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> str:

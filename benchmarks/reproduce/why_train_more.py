@@ -53,6 +53,7 @@ from privaudit.studies.memorization.stage import MemorizationOptions, run_memori
 DESIGNS = {"ood": "mixture_mnist_cifar10", "subpopulation": "mixture_mnist_cifar10_subpop"}
 ATTACKS = ["loss", "sablayrolles", "lira_offline", "lira_online", "lira_online_global"]
 BUDGET_ATTACKS = ("lira_online", "lira_online_global")
+LOW_FPR = 0.05    # a TPR at a higher FPR is not a low-FPR reading (too few non-members): read the AUC
 THRESHOLD = 0.5   # singletons: Feldman-Zhang memorization above this (Choi et al. §6 (c))
 
 # Only sizes differ between scales. n / n_under: MNIST base subset / OOD images (subpopulation:
@@ -92,29 +93,31 @@ def _curve_rows(curve: list[dict]) -> list[dict]:
 
 
 def within_group_budget(run: Run, cfg: RunConfig, s: dict[str, int], epoch: int) -> dict[str, Any]:
-    """Budget curves of high-mem vs random samples of the same group, for each budget attack,
-    and the reduction factors (:func:`privaudit.studies.memorization.budget.within_group_reductions`)."""
+    """Budget curves of high-mem vs random samples of the same group, per data group ("parts")
+    and budget attack, with TPR at the part's lowest resolvable FPR, and the reduction factors
+    (:func:`privaudit.studies.memorization.budget.within_group_reductions`). All parts share the
+    same reference-model draws (same seed)."""
     keep, labels = run.keep(), run.labels()
     group = run.optional_pool("group")
     group_ids = None if group is None else group[: keep.shape[1]]
     mem_sel = run.load_npy(Layout.study(NAME, "mem_selection.npy")).astype(np.float64)
     masks, how = within_group_budget_groups(mem_sel, group_ids, THRESHOLD, cfg.seed, min_size=s["min_high"])
     kt = keep[: s["budget_targets"]]
-    n_neg = min(min_nonmembers(kt, m) for m in masks.values())
-    fpr = resolvable_fpr(n_neg)
-    if not np.isfinite(fpr):      # a target without non-members in a group (only at toy sizes)
-        fpr = 0.5
-    key = bd.metric_name(fpr)
-    out: dict[str, Any] = {"fpr": fpr, "nonmembers_min": n_neg, "groups": {g: int(m.sum()) for g, m in masks.items()},
-                           "selection": how, "attacks": {}}
-    for name in BUDGET_ATTACKS:
-        spec = get_attack(name)
-        signal = run.signal(AttackConfig(name=name).signal_name, epoch)
-        curve, sizes = bd.budget_curve(spec, signal, keep, labels, masks, sizes=None,
-                                       budget_targets=s["budget_targets"], repeats=s["repeats"], seed=cfg.seed,
-                                       fpr=fpr, n_boot=s["n_boot"])
-        out["attacks"][name] = {"sizes": list(sizes), "curve": _curve_rows(curve),
-                                "reductions": bd.within_group_reductions(curve, ["auc", key])}
+    out: dict[str, Any] = {"groups": {g: int(m.sum()) for g, m in masks.items()}, "selection": how, "parts": {}}
+    for part in sorted({g.rsplit("/", 1)[0] for g in masks}):
+        pm = {g: m for g, m in masks.items() if g.rsplit("/", 1)[0] == part}
+        n_neg = min(min_nonmembers(kt, m) for m in pm.values())
+        fpr = resolvable_fpr(n_neg)
+        fpr = fpr if np.isfinite(fpr) else 0.5      # a target without non-members (only at toy sizes)
+        res: dict[str, Any] = {"fpr": fpr, "nonmembers_min": n_neg, "low_fpr": fpr <= LOW_FPR, "attacks": {}}
+        for name in BUDGET_ATTACKS:
+            signal = run.signal(AttackConfig(name=name).signal_name, epoch)
+            curve, sizes = bd.budget_curve(get_attack(name), signal, keep, labels, pm, sizes=None,
+                                           budget_targets=s["budget_targets"], repeats=s["repeats"], seed=cfg.seed,
+                                           fpr=fpr, n_boot=s["n_boot"])
+            res["attacks"][name] = {"sizes": list(sizes), "curve": _curve_rows(curve),
+                                    "reductions": bd.within_group_reductions(curve, ["auc", bd.metric_name(fpr)])}
+        out["parts"][part] = res
     return out
 
 
@@ -192,19 +195,20 @@ def table_masks(run: Run, cfg: RunConfig, parts: dict[str, np.ndarray]) -> dict[
 
 
 def group_tables(run: Run, cfg: RunConfig, groups: dict[str, np.ndarray], epoch: int, n_boot: int) -> dict[str, Any]:
-    """Per attack and group: AUC and strict TPR at the group's own resolvable FPR and at the one
-    FPR all groups resolve, mean over targets with bootstrap CIs (Choi et al. Tables II/III)."""
+    """Per attack and group: AUC and strict TPR at the group's own resolvable FPR and at one common
+    FPR (the largest own FPR not above :data:`LOW_FPR`; groups that need more get only their own),
+    mean over targets with bootstrap CIs (Choi et al. Tables II/III)."""
     t = cfg.evaluation.targets
     kt = run.keep()[:t]
     own = {g: resolvable_fpr(min_nonmembers(kt, m)) for g, m in groups.items()}
-    common = max(own.values())
+    common = max([f for f in own.values() if f <= LOW_FPR] or own.values())
     out: dict[str, Any] = {"fpr_own": own, "fpr_common": common, "n": {g: int(m.sum()) for g, m in groups.items()},
                            "nonmembers_min": {g: min_nonmembers(kt, m) for g, m in groups.items()}, "attacks": {}}
     for a in cfg.attacks:
         scores = run.scores(a, epoch, t)
         rows = {}
         for g, m in groups.items():
-            fprs = tuple(sorted({own[g], common}))
+            fprs = tuple(sorted({own[g], common} if common >= own[g] else {own[g]}))
             _, summary = summarize(scores[:, m], kt[:, m], fprs=fprs, mode=cfg.evaluation.tpr_mode,
                                    n_boot=n_boot, seed=cfg.seed)
             rows[g] = {k: summary[k] for k in ["auc"] + [f"tpr@{f:g}" for f in fprs]}
@@ -217,16 +221,17 @@ def group_tables(run: Run, cfg: RunConfig, groups: dict[str, np.ndarray], epoch:
 # ------------------------------------------------------------------------------------------
 
 def plot_budget(wg: dict[str, Any], path: Path) -> str:
-    """TPR at the budget FPR vs number of reference models, high-mem vs random, per group and attack."""
-    key = bd.metric_name(wg["fpr"])
-    parts = sorted({g.rsplit("/", 1)[0] for g in wg["groups"]})
-    names = list(wg["attacks"])
-    fig, axes = plt.subplots(len(names), len(parts), figsize=(4.2 * len(parts), 3.2 * len(names)), squeeze=False)
-    for i, a in enumerate(names):
-        for j, part in enumerate(parts):
+    """TPR at each group's budget FPR vs number of reference models, high-mem vs random, per group and attack."""
+    parts = sorted(wg["parts"])
+    fig, axes = plt.subplots(len(BUDGET_ATTACKS), len(parts), figsize=(4.2 * len(parts), 3.2 * len(BUDGET_ATTACKS)),
+                             squeeze=False)
+    for j, part in enumerate(parts):
+        res = wg["parts"][part]
+        key = bd.metric_name(res["fpr"])
+        for i, a in enumerate(BUDGET_ATTACKS):
             ax = axes[i][j]
             for kind, colour in (("high_mem", "#D55E00"), ("random", "#0072B2")):
-                rows = [r for r in wg["attacks"][a]["curve"] if r["group"] == f"{part}/{kind}" and not r["skipped"]]
+                rows = [r for r in res["attacks"][a]["curve"] if r["group"] == f"{part}/{kind}" and not r["skipped"]]
                 x = [r["n_models"] for r in rows]
                 ax.plot(x, [r[f"{key}_mean"] for r in rows], "o-", color=colour,
                         label=f"{kind} (n={wg['groups'][f'{part}/{kind}']})")
@@ -235,7 +240,7 @@ def plot_budget(wg: dict[str, Any], path: Path) -> str:
             ax.set_xscale("log", base=2)
             ax.set_title(f"{a}, {part} group", fontsize=9)
             ax.set_xlabel("reference (shadow) models k")
-            ax.set_ylabel(f"TPR at FPR {wg['fpr']:g}")
+            ax.set_ylabel(f"TPR at FPR {res['fpr']:g}")
             ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -255,29 +260,29 @@ def plot_ood(arrays: dict[str, np.ndarray], group_ids: np.ndarray | None, path: 
     return save_figure(fig, path)
 
 
+def _reading(r: dict[str, Any]) -> dict[str, Any]:
+    """One row of :func:`privaudit.studies.memorization.budget.within_group_reductions`, flattened."""
+    sat = {g.rsplit("/", 1)[1]: v for g, v in r["saturation"].items()}
+    return {"cross_factor": r["factor"], "cross_capped": r.get("capped"), "r_max": r.get("r_max"),
+            "random_full_budget": r.get("level"), "high_mem_models_needed": r.get("r_needed_a"),
+            **{f"saturation_{k}_{kind}": sat[kind][v] for kind in ("high_mem", "random")
+               for k, v in (("factor", "factor"), ("models", "r_needed"), ("full_budget", "final"))}}
+
+
 def headline(wg: dict[str, Any], tables: dict[str, Any], corr: dict[str, Any]) -> dict[str, Any]:
-    """The numbers the RESULTS section quotes, read from the full document."""
-    key = bd.metric_name(wg["fpr"])
+    """The numbers the RESULTS section quotes, read from the full document: per attack and data
+    group the reduction factors by AUC and by TPR at the group's FPR (``low_fpr`` false when that
+    FPR is above :data:`LOW_FPR`: read the AUC then), the LiRA table and the correlations."""
     red = {}
-    for a, res in wg["attacks"].items():
-        for r in res["reductions"]:
-            if r["metric"] != key:
-                continue
-            sat = {g.rsplit("/", 1)[1]: v for g, v in r["saturation"].items()}
-            red[f"{a}/{r['group']}"] = {
-                "cross_factor": r["factor"], "cross_capped": r.get("capped"), "r_max": r.get("r_max"),
-                "random_full_budget_tpr": r.get("level"), "high_mem_models_needed": r.get("r_needed_a"),
-                "saturation_factor_high_mem": sat["high_mem"]["factor"],
-                "saturation_models_high_mem": sat["high_mem"]["r_needed"],
-                "saturation_factor_random": sat["random"]["factor"],
-                "saturation_models_random": sat["random"]["r_needed"],
-                "full_budget_tpr_high_mem": sat["high_mem"]["final"], "full_budget_tpr_random": sat["random"]["final"]}
+    for part, res in wg["parts"].items():
+        for a, ar in res["attacks"].items():
+            by = {("auc" if r["metric"] == "auc" else "tpr"): _reading(r) for r in ar["reductions"]}
+            red[f"{a}/{part}"] = {"fpr": res["fpr"], "low_fpr": res["low_fpr"], **by}
     lira = tables["attacks"].get("lira_online", {})
     common = f"tpr@{tables['fpr_common']:g}"
-    tab = {g: {"auc": v["auc"].get("mean"), common: v[common].get("mean")} for g, v in lira.items()}
+    tab = {g: {"auc": v["auc"].get("mean"), common: v.get(common, {}).get("mean")} for g, v in lira.items()}
     sp = {part: {k: v["rho"] for k, v in c.items()} for part, c in corr["spearman"].items()}
-    return {"budget_fpr": wg["fpr"], "reductions": red, "lira_online_table": tab, "spearman_rho": sp,
-            "seed": SEED}
+    return {"reductions": red, "lira_online_table": tab, "spearman_rho": sp, "seed": SEED}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
