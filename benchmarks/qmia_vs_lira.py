@@ -153,8 +153,8 @@ def main() -> None:
             scores = np.stack([run_attack(spec, signal[tt], None, None, labels, features=x, public=~keep[tt], **params)
                                for tt in targets])
         else:
-            scores = score_targets(spec, signal, keep, labels, targets, context={"features": x, "public_seed": cfg.seed},
-                                   **params)
+            context = {"features": x, "public_seed": cfg.seed}
+            scores = score_targets(spec, signal, keep, labels, targets, context=context, **params)
         timing[row] = time.perf_counter() - t
         rows[row] = {"0": cell(scores, keep_t, args.bootstrap, args.seed)}
         print(f"{row}: {rows[row]['0']}", file=sys.stderr)

@@ -252,10 +252,8 @@ def test_run_reports_the_new_attacks_with_intervals(tmp_path):
     keep = np.load(run / "keep.npy")
     assert dist.shape == (8, keep.shape[1], 1) and (dist >= 0).all()
     qmia = np.load(run / "results" / "epoch_0005" / "scores_qmia.npy")
-    assert (np.isnan(qmia).sum(axis=1) == (~keep[:8]).sum(axis=1) // 2).all()
-    assert not np.isnan(qmia[keep[:8]]).any()
-    n_out = (~keep[:8]).sum(axis=1)
-    assert doc["attacks"]["qmia"]["n_nonmembers_per_target"] == int((n_out - n_out // 2).min())
+    assert not np.isnan(qmia).any()                 # cross-fitted: every row scored out of fold
+    assert doc["attacks"]["qmia"]["n_nonmembers_per_target"] == int((~keep[:8]).sum(axis=1).min())
 
 
 @pytest.mark.slow
@@ -288,4 +286,4 @@ def test_own_target_model_gets_label_only_and_qmia_attacks(tmp_path):
     dist = run.load_npy(Layout.signal("target_label_noise_distance", 5))
     assert dist.shape == (1, len(members), 1)
     qmia = run.load_npy(Layout.target_scores("qmia"))
-    assert np.isnan(qmia).sum() == (~members).sum() // 2 and not np.isnan(qmia[members]).any()
+    assert qmia.shape == members.shape and not np.isnan(qmia).any()

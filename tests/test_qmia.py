@@ -168,8 +168,23 @@ def test_regressor_options_are_checked(population):
         qmia(h, labels=y, features=x.reshape(len(y), -1), public=public, regressor="cnn")
 
 
-def test_public_half_is_fitted_on_and_excluded_from_the_roc(population):
+def test_cross_fitted_by_default_every_row_is_scored_out_of_fold(population):
     keep, scores = population["keep"], _scores(population)
+    assert not np.isnan(scores).any()                       # all non-members are public, none excluded
+    result = result_from_scores("qmia", "hinge", scores, keep[TARGETS], TARGETS, fprs=(0.01,), n_boot=50)
+    assert result.n_nonmembers == int((~keep[TARGETS]).sum(axis=1).min())
+    assert result.summary["auc"]["lo"] > 0.5
+    shuffled = keep.copy()
+    for t in TARGETS:                                     # membership unrelated to the model: chance
+        shuffled[t] = np.random.default_rng(t).permutation(keep[t])
+    chance = result_from_scores("qmia", "hinge", _scores(population, keep=shuffled), shuffled[TARGETS], TARGETS,
+                                fprs=(0.01,), n_boot=50)
+    assert chance.summary["auc"]["lo"] < 0.5 < chance.summary["auc"]["hi"] + 0.02
+
+
+def test_public_half_is_fitted_on_and_excluded_from_the_roc(population):
+    """Without cross-fitting (``folds: 0``) the public half is fitted in-sample and left out."""
+    keep, scores = population["keep"], _scores(population, folds=0)
     for i, t in enumerate(TARGETS):
         public = public_split(keep[t], 0, t)
         assert not (public & keep[t]).any() and public.sum() == (~keep[t]).sum() // 2
@@ -192,14 +207,14 @@ def test_public_half_is_fitted_on_and_excluded_from_the_roc(population):
     # (they are fitted on); excluded, changing them changes nothing
     cheat = np.where(np.isnan(scores), -1e9, scores)
     assert summarize(cheat, keep[TARGETS], fprs=(0.01,), n_boot=0)[0] != per_target
-    assert np.array_equal(np.isnan(scores), np.isnan(_scores(population)))
+    assert np.array_equal(np.isnan(scores), np.isnan(_scores(population, folds=0)))
 
 
 def test_own_target_model_splits_its_own_non_members(population):
     keep, y = population["keep"], population["y"]
     members = keep[0]
     res = evaluate_given_target(ATTACKS["qmia"], population["hinge"][0], None, None, members, y, fprs=(0.01,),
-                                n_boot=20, context={"features": population["x"], "public_seed": 3})
+                                n_boot=20, context={"features": population["x"], "public_seed": 3}, folds=0)
     np.testing.assert_array_equal(np.isnan(res.scores[0]), public_split(members, 3))
     assert not np.array_equal(public_split(members, 3), public_split(members, 3, 0))   # its own stream
     assert res.summary["auc"]["mean"] > 0.55

@@ -51,6 +51,7 @@ class AttackSpec:
     citation: str = ""
     needs_features: bool = False     # reads the pool's inputs (``features=x [n, ...]``)
     needs_public: bool = False       # fits on ``public=bool[n]``: known non-members, excluded from the ROC
+    crossfit_param: str | None = None   # needs_public: the parameter that, >= 2, scores every row out of fold
     fit: Callable | None = None      # fits on the references alone: ``fit(ref, ref_keep, labels=, **params)``
                                      # returns an object whose ``.score(target, labels)`` equals ``fn``'s
 
@@ -81,13 +82,14 @@ def _param_names(fn) -> tuple[str, ...]:
 
 
 def _spec(name: str, fn, signal: str, mode: str, citation: str, *, needs_features: bool = False,
-          needs_public: bool = False, fit: Callable | None = None, **variant) -> AttackSpec:
+          needs_public: bool = False, crossfit_param: str | None = None, fit: Callable | None = None,
+          **variant) -> AttackSpec:
     sig = inspect.signature(fn).parameters
     defaults = {k: sig[k].default for k in _param_names(fn)}
     unknown = set(variant) - set(defaults)
     assert not unknown, f"{name}: unknown defaults {unknown}"
     defaults.update(variant)
-    return AttackSpec(name, fn, signal, mode, defaults, citation, needs_features, needs_public, fit)
+    return AttackSpec(name, fn, signal, mode, defaults, citation, needs_features, needs_public, crossfit_param, fit)
 
 
 _LIRA = "Carlini et al., Membership Inference Attacks From First Principles, IEEE S&P 2022"
@@ -127,8 +129,8 @@ ATTACKS: dict[str, AttackSpec] = {s.name: s for s in (
     _spec("curv_zo_nll", curv_zo_nll, "curvature", "online", f"{_CURV}, Curv ZO NLL"),
     _spec("curv_zo_lr", curv_zo_lr, "curvature", "online", f"{_CURV}, Curv ZO LR"),
     _spec("qmia", qmia, "hinge", "none",
-          f"{_QMIA}: Gaussian quantile regression on public non-members, score (s - mu(x)) / sigma(x)",
-          needs_features=True, needs_public=True),
+          f"{_QMIA}: Gaussian quantile regression on public non-members (cross-fitted), score (s - mu(x)) / sigma(x)",
+          needs_features=True, needs_public=True, crossfit_param="folds"),
     _spec("gap", gap, "correct", "none",
           f"Yeom et al., CSF 2018, gap attack (member iff correctly classified); label-only baseline of {_LABEL}"),
     _spec("label_augmentation", label_augmentation, "correct", "online",

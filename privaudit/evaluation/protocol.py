@@ -11,10 +11,16 @@ each is fitted on the others.
 Metrics per target, their mean ± std over targets, and a bootstrap confidence interval of that mean
 (samples resampled jointly across targets).
 
-**Rows not evaluated: a NaN score.** An attack that fits on known non-members of the target
-(``AttackSpec.needs_public``: QMIA, Bertran et al., NeurIPS 2023) gets, per target, a seeded random
-half of that target's non-members as its public set (:func:`public_split`); the other half and
-all the members are what it is evaluated on. The protocol sets the public rows' scores to NaN
+**Known non-members.** An attack that fits on known non-members of the target
+(``AttackSpec.needs_public``: QMIA, Bertran et al., NeurIPS 2023) gets them in one of two ways.
+Cross-fitted (its ``AttackSpec.crossfit_param``, QMIA's ``folds``, at least 2, the default): all
+of the target's non-members are its public set, and every row, member or not, is scored by a
+regressor fitted on the public rows of the other folds, so no row is scored by a fit that saw it
+and members and non-members are scored alike; every row is evaluated. Otherwise (``folds: 0``) a
+seeded random half of the non-members is the public set (:func:`public_split`), fitted in-sample,
+and the other half and all the members are what it is evaluated on.
+
+**Rows not evaluated: a NaN score** (the public half of a fit without cross-fitting). The protocol sets the public rows' scores to NaN
 (:func:`exclude`), and NaN is the one mechanism by which a row leaves a target's evaluation: every
 metric, TPR resolution, tie check, non-member count and bootstrap replicate of that target
 ignores it (it counts neither as a member nor as a non-member), and the saved scores keep the NaN,
@@ -35,6 +41,11 @@ from privaudit.errors import SignalError
 from privaudit.evaluation import intervals, metrics
 from privaudit.evaluation.results import AttackMetrics, Estimate
 
+
+#: The scoring protocol's version, part of every saved scores file's fingerprint: scores saved
+#: under another version are recomputed (2026-11-30: reference-only fits once on the never-target
+#: models; QMIA cross-fitted on all of a target's non-members).
+PROTOCOL = 2
 
 @dataclass
 class AttackResult:
@@ -79,10 +90,14 @@ def _attack_target(spec: AttackSpec, target_signal: np.ndarray, ref_signal: np.n
                    params: dict[str, Any]) -> np.ndarray:
     """One target's scores ``float[n]``, with the context its attack reads (the pool's features, a
     public set split off ``members``' non-members) and the public rows excluded (NaN)."""
-    public = public_split(members, context.get("public_seed", 0), stream) if spec.needs_public else None
+    public = crossfit = None
+    if spec.needs_public:
+        crossfit = spec.crossfit_param is not None and int({**spec.defaults, **params}[spec.crossfit_param]) >= 2
+        public = ~np.asarray(members, dtype=bool) if crossfit else public_split(members, context.get("public_seed", 0),
+                                                                                 stream)
     score = run_attack(spec, target_signal, ref_signal, ref_keep, labels, features=context.get("features"),
                        public=public, **params)
-    return exclude(score, public)
+    return score if crossfit else exclude(score, public)
 
 
 def _checked(spec: AttackSpec, score: np.ndarray, n: int) -> np.ndarray:

@@ -508,15 +508,15 @@ class Run:
     def scores(self, attack, epoch: int, n_targets: int, save: bool = False) -> np.ndarray:
         """Leave-one-model-out scores ``float64[T, n]`` of targets ``0..T-1`` for ``attack`` (an
         :class:`~privaudit.config.AttackConfig`): the saved ones when they fit (same attack, same
-        parameters, same signal file, at least T targets), else computed (and saved with ``save``,
+        parameters, same signal file, same scoring protocol, at least T targets), else computed (and saved with ``save``,
         which only the evaluation does, so saved scores always match ``metrics.json``). A NaN score
         is a row not evaluated for that target (the public set QMIA fits on:
         :mod:`privaudit.evaluation.protocol`)."""
         from privaudit.attacks.registry import get_attack
-        from privaudit.evaluation.protocol import score_targets
+        from privaudit.evaluation.protocol import PROTOCOL, score_targets
 
         entry = self.manifest()["artifacts"].get(self.signal_source(attack.signal_name, epoch))
-        fingerprint = attack.fingerprint() | {"source": entry and entry["sha256"]}
+        fingerprint = attack.fingerprint() | {"source": entry and entry["sha256"], "protocol": PROTOCOL}
         saved = self.saved_scores(attack.key, epoch, n_targets, fingerprint)
         if saved is not None:
             return saved
