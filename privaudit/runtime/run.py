@@ -491,7 +491,8 @@ class Run:
 
     def saved_scores(self, attack: str, epoch: int, n_targets: int, fingerprint: dict[str, Any]) -> np.ndarray | None:
         """The one rule for reusing saved scores: scores of targets ``0..n_targets-1`` saved for the
-        same attack fingerprint (name, signal, params) and at least that many targets."""
+        same attack fingerprint (name, signal, params, signal file, scoring protocol) and at least
+        that many targets."""
         rel = Layout.scores(attack, epoch)
         meta = self.meta(rel) if self.exists(rel) else None
         if meta is None or meta.get("fingerprint") != json.loads(json.dumps(fingerprint, default=_jsonable)):
@@ -508,8 +509,9 @@ class Run:
     def scores(self, attack, epoch: int, n_targets: int, save: bool = False) -> np.ndarray:
         """Leave-one-model-out scores ``float64[T, n]`` of targets ``0..T-1`` for ``attack`` (an
         :class:`~privaudit.config.AttackConfig`): the saved ones when they fit (same attack, same
-        parameters, same signal file, same scoring protocol, at least T targets), else computed (and saved with ``save``,
-        which only the evaluation does, so saved scores always match ``metrics.json``). A NaN score
+        parameters, same signal file, same scoring protocol, at least T targets), else computed
+        (and saved with ``save``, which only the evaluation does, so saved scores always match
+        ``metrics.json``). A NaN score
         is a row not evaluated for that target (the public set QMIA fits on:
         :mod:`privaudit.evaluation.protocol`)."""
         from privaudit.attacks.registry import get_attack
