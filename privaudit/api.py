@@ -37,7 +37,7 @@ from privaudit.runtime.run import Layout, Run
 Factory = Callable[..., nn.Module]
 DEFAULT_MODELS = 16
 DEFAULT_TARGETS = 8
-_FACTORIES: dict[str, Factory] = {}   # callables no worker process can import, by registered name
+_FACTORIES: dict[str, Factory] = {}   # callables not importable by name (Ray cannot ship them), by registered name
 
 
 def __getattr__(name: str) -> Factory:
@@ -234,7 +234,7 @@ def _model_section(factory: Factory | str, kwargs: Mapping[str, Any] | None) -> 
 
 
 def _import_path(fn: Factory) -> str | None:
-    """``module:name`` when a worker process can import ``fn`` by that name, else None."""
+    """``module:name`` when ``fn`` can be imported by that name (e.g. by a Ray worker), else None."""
     module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
     if not module or module in ("__main__", "__mp_main__") or not name.isidentifier():
         return None
