@@ -234,7 +234,7 @@ class Run:
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         self._lock_fd, self._token = fd, token
         old = os.environ.get(LOCK_TOKEN_ENV)
-        os.environ[LOCK_TOKEN_ENV] = token   # read by the run's tasks (threads; Ray workers get the env)
+        os.environ[LOCK_TOKEN_ENV] = token   # read by the run's tasks
         try:
             yield self
         finally:
