@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,13 +27,11 @@ import torch
 from privaudit.attacks.registry import get_attack
 from privaudit.config import AttackConfig, load_config
 from privaudit.runtime.run import Layout, Run
-from privaudit.stages.curvature import curvature
-from privaudit.stages.evaluate import evaluate
-from privaudit.stages.prepare import prepare
-from privaudit.stages.query import query
-from privaudit.stages.train import train
 from privaudit.studies.memorization import NAME, budget
 from privaudit.studies.memorization.stage import MemorizationOptions, run_memorization
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "reproduce"))
+from _common import run_population  # noqa: E402  (benchmarks/reproduce/_common.py)
 
 REPO = Path(__file__).resolve().parents[1]
 # setting[:n_models]: the main population gets 64 models, the two variants 32 (15-minute budget)
@@ -111,17 +110,9 @@ def run_setting(name: str, out: Path, overrides: dict, opts: MemorizationOptions
     if models and "population.n_models" not in overrides:
         overrides = {**overrides, "population.n_models": int(models)}
     cfg = load_config(REPO / "configs" / f"{name}.yaml", {"out": str(out), **overrides})
-    run = Run(cfg.run_dir)
-    times = {}
+    run, times = run_population(cfg)
+    times["attacks"] = times.pop("evaluate")
     with run.writer():
-        for stage in (prepare, train, query, curvature):
-            t = time.perf_counter()
-            stage(run, cfg)
-            times[stage.__name__] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        if not run.has(Layout.metrics):
-            evaluate(run, cfg)
-        times["attacks"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
         doc = run_memorization(run, cfg, opts)
         times["memorization"] = round(time.perf_counter() - t, 1)
