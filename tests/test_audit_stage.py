@@ -39,7 +39,7 @@ def _fake_run(tmp_path: Path, eps_true: float, dp: dict | None, seed: int = 0):
         scores = (keep ^ flip).astype(np.float32)
         # saved as the evaluate stage saves them: no signal file exists, so the source is None
         attack = cfg.attacks[0]
-        run.save_scores(attack.key, cfg.training.epochs, scores, attack.fingerprint() | {"source": None})
+        run.save_scores(attack.key, cfg.training.epochs, scores, run.scores_fingerprint(attack, cfg.training.epochs))
     return cfg, run, keep, scores
 
 
@@ -99,7 +99,7 @@ def test_pooled_bound_over_correlated_samples_does_not_refute(tmp_path):
     with run.writer():
         attack = cfg.attacks[0]
         run.save_scores(attack.key, cfg.training.epochs, (keep + offset).astype(np.float32),
-                        attack.fingerprint() | {"source": None})
+                        run.scores_fingerprint(attack, cfg.training.epochs))
         doc = dp_audit.audit(run, cfg, samples="canaries", targets=4, alpha=0.05)
     claimed, b = doc["claimed_epsilon"], doc["bounds"]
     assert b["clopper_pearson"]["eps_lb"] > claimed and b["clopper_pearson"]["violates_claim"]

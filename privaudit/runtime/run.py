@@ -506,6 +506,14 @@ class Run:
         return self.save_npy(Layout.scores(attack, epoch), np.asarray(scores, dtype=np.float64),
                              meta={"fingerprint": fingerprint, "n_targets": int(scores.shape[0])})
 
+    def scores_fingerprint(self, attack, epoch: int) -> dict[str, Any]:
+        """What saved scores of ``attack`` at ``epoch`` must have been computed from: the attack
+        (name, signal, params), the signal file's hash and the scoring protocol's version."""
+        from privaudit.evaluation.protocol import PROTOCOL
+
+        entry = self.manifest()["artifacts"].get(self.signal_source(attack.signal_name, epoch))
+        return attack.fingerprint() | {"source": entry and entry["sha256"], "protocol": PROTOCOL}
+
     def scores(self, attack, epoch: int, n_targets: int, save: bool = False) -> np.ndarray:
         """Leave-one-model-out scores ``float64[T, n]`` of targets ``0..T-1`` for ``attack`` (an
         :class:`~privaudit.config.AttackConfig`): the saved ones when they fit (same attack, same
@@ -515,10 +523,9 @@ class Run:
         is a row not evaluated for that target (the public set QMIA fits on:
         :mod:`privaudit.evaluation.protocol`)."""
         from privaudit.attacks.registry import get_attack
-        from privaudit.evaluation.protocol import PROTOCOL, score_targets
+        from privaudit.evaluation.protocol import score_targets
 
-        entry = self.manifest()["artifacts"].get(self.signal_source(attack.signal_name, epoch))
-        fingerprint = attack.fingerprint() | {"source": entry and entry["sha256"], "protocol": PROTOCOL}
+        fingerprint = self.scores_fingerprint(attack, epoch)
         saved = self.saved_scores(attack.key, epoch, n_targets, fingerprint)
         if saved is not None:
             return saved
