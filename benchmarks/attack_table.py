@@ -304,8 +304,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     labels = run.labels()
     signal_of = lambda name: run.signal(name, cfg.training.epochs)   # cached by the Run
     has_curv = run.has(Layout.signal("curvature", cfg.training.epochs))
-    names = [n for n in (ATTACKS if args.attacks == "all" else args.attacks.split(","))
-             if has_curv or get_attack(n).signal != "curvature"]
+    has_noise = run.has(Layout.signal("label_noise_distance", cfg.training.epochs))
+    names = [n for n in (ATTACKS if args.attacks == "all" else args.attacks.split(","))   # what this run can score:
+             if (has_curv or get_attack(n).signal != "curvature") and not get_attack(n).needs_public   # QMIA:
+             and (has_noise or get_attack(n).signal != "label_noise_distance")]                      # qmia_vs_lira.py
     targets = list(range(args.targets))
     doc: dict[str, Any] = {"run": str(run.root), "population": describe(cfg, run, keep, labels),
                            "targets": targets, "tpr_at_fpr": "strict: TPR at the largest threshold with FPR <= alpha",
