@@ -3,9 +3,10 @@ in threads of this process, with one progress bar fed by the tasks.
 
 Tasks run in Python threads with one intra-op torch thread each: torch releases the GIL in its
 kernels, so two tasks use two cores, and no process is started. On a 2-core CPU two threads
-trained the default audit's 64 MLPs 1.9x faster than one after the other and 2.4x faster than two
+trained the default audit's 64 MLPs 1.4x faster than one after the other and 2.1x faster than two
 spawned worker processes, whose start (each imports torch) cost more than the training; for 4 small
-MNIST CNNs threads were 2.2x faster than processes (``benchmarks/executors.py``, RESULTS.md).
+MNIST CNNs threads were 1.9x faster than one after the other and 3.8x faster than processes
+(``benchmarks/executors.py``, RESULTS.md).
 Threads share the data (no copy per worker), and a task's numbers do not depend on where it runs:
 every task computes on one intra-op thread and draws its randomness from its own seeded
 generators (model initialisation, which seeds torch's global generator, holds a lock).
