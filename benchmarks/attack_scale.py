@@ -107,37 +107,25 @@ def stage_main(args) -> dict:
     import tempfile
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
-    trees = {"after": repo}
-    with tempfile.TemporaryDirectory() as scratch:
-        if args.before:
-            rev = subprocess.run(["git", "-C", str(repo), "rev-parse", args.before], check=True, text=True,
-                                 capture_output=True).stdout.strip()
-            path = Path(scratch, "before")
-            subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(path), rev], check=True,
-                           capture_output=True)
-            trees = {"before": path} | trees
+    import revisions  # benchmarks/revisions.py
+
+    with tempfile.TemporaryDirectory() as scratch, revisions.trees(args.before, Path(scratch)) as trees:
         rounds = {k: [] for k in trees}
-        try:
-            for _ in range(args.rounds):
-                for name, tree in trees.items():
-                    with tempfile.TemporaryDirectory(dir=scratch) as out:
-                        done = subprocess.run([sys.executable, "-c", STAGE_DRIVER, out, ",".join(STAGE_ATTACKS),
-                                               "64", "5010", "30", "16"], env=os.environ | {"PYTHONPATH": str(tree)},
-                                              cwd=out, check=True, capture_output=True, text=True)
-                    rounds[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-                    print(json.dumps({name: rounds[name][-1]}), file=sys.stderr, flush=True)
-        finally:
-            if args.before:
-                subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(trees["before"])],
-                               capture_output=True)
+        for _ in range(args.rounds):
+            for name, tree in trees.items():
+                with tempfile.TemporaryDirectory(dir=scratch) as out:
+                    done = subprocess.run([sys.executable, "-c", STAGE_DRIVER, out, ",".join(STAGE_ATTACKS),
+                                           "64", "5010", "30", "16"], env=os.environ | {"PYTHONPATH": str(tree)},
+                                          cwd=out, check=True, capture_output=True, text=True)
+                rounds[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(json.dumps({name: rounds[name][-1]}), file=sys.stderr, flush=True)
     seconds = {k: {part: round(statistics.median(r[part] for r in v), 2) for part in v[0]} for k, v in rounds.items()}
     doc = {"workload": "evaluate stage: 64 models x 5,010 samples x 1 query x 30 classes, 16 targets, "
                        f"{len(STAGE_ATTACKS)} attacks, 200 bootstrap resamples, 30 class slices",
            "rounds": args.rounds, "seconds": seconds,
            "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]}}
     if args.before:
-        doc["before_rev"] = rev
+        doc["before_rev"] = revisions.resolve(args.before)
         b, a = seconds["before"], seconds["after"]
         doc["after_over_before"] = {k: round(a[k] / b[k], 2) for k in a if b.get(k)}
     print(json.dumps(doc, indent=1))

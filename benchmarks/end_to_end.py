@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import revisions  # benchmarks/revisions.py
 
 STAGES = '''
 import json, sys, time
@@ -56,14 +56,6 @@ print(json.dumps(times))
 '''
 
 COMMAND = "import sys; from privaudit.cli import app; sys.argv = ['privaudit', 'run', sys.argv[1]]; app()"
-
-
-def checkout(rev: str, into: Path) -> Path:
-    """A worktree of ``rev`` (detached) under ``into``."""
-    path = into / f"rev_{rev[:12]}"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev], check=True,
-                   capture_output=True)
-    return path
 
 
 def measure(tree: Path, config: Path, scratch: Path) -> dict[str, float]:
@@ -96,26 +88,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     config = Path(args.config).resolve()
-    with tempfile.TemporaryDirectory() as scratch_dir:
-        scratch = Path(scratch_dir)
-        trees = {"after": REPO}
-        if args.before:
-            rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.before], check=True, capture_output=True,
-                                 text=True).stdout.strip()
-            trees = {"before": checkout(rev, scratch)} | trees
-        try:
-            rounds: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
-            for _ in range(args.rounds):
-                for name, tree in trees.items():
-                    rounds[name].append(measure(tree, config, scratch))
-        finally:
-            if args.before:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(trees["before"])],
-                               capture_output=True)
+    with tempfile.TemporaryDirectory() as scratch_dir, revisions.trees(args.before, Path(scratch_dir)) as trees:
+        rounds: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+        for _ in range(args.rounds):
+            for name, tree in trees.items():
+                rounds[name].append(measure(tree, config, Path(scratch_dir)))
     result = {"config": args.config, "rounds": args.rounds, "cpus": os.cpu_count(),
               "seconds": {k: median(v) for k, v in rounds.items()}}
     if args.before:
-        result["before_rev"] = rev
+        result["before_rev"] = revisions.resolve(args.before)
         b, a = result["seconds"]["before"], result["seconds"]["after"]
         result["after_over_before"] = {k: round(a[k] / b[k], 2) for k in a if b.get(k)}
     print(json.dumps(result, indent=2))
