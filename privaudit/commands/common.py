@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from contextlib import contextmanager
@@ -44,7 +45,12 @@ def user_errors(resume_hint: bool = False) -> Iterator[None]:
     except KeyboardInterrupt:
         hint = "; rerun the same command to resume (finished work is kept)" if resume_hint else ""
         sys.stderr.write(f"interrupted{hint}\n")
-        raise typer.Exit(130)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Leave at once: after an interrupted multi-threaded torch run the interpreter's shutdown can
+        # abort in torch's C++ teardown ("terminate called without an active exception"). Everything
+        # written is already complete on disk (atomic writes) and the run's lock dies with the process.
+        os._exit(130)
 
 
 def open_run(run_dir: Path, **updates: Any):

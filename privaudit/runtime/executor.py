@@ -15,10 +15,12 @@ A run stops as one process:
 
 * SIGKILL ends every task with the process; what a finished task wrote is on disk (atomically),
   and the rerun skips it;
-* Ctrl-C (or a task's error) stops the other tasks at their next progress report (a training step,
-  a chunk of samples): :func:`run_tasks` tells them to stop, waits for them a few seconds and
-  re-raises. A task that is still running then can no longer write: the run's lock has been released,
-  and :meth:`privaudit.runtime.run.Run._check_writer` refuses a write from a run that has ended.
+* Ctrl-C (or a task's error) stops the other tasks at their next progress report (a training step;
+  a group's query or curvature): :func:`run_tasks` tells them to stop, waits until they have (the
+  interpreter must not exit with a task inside torch: it aborts) and re-raises. A second Ctrl-C
+  during that wait ends the wait. A task that is somehow still running after its run has released
+  the lock cannot write: :meth:`privaudit.runtime.run.Run._check_writer` refuses a write from a run
+  that has ended.
 
 ``executor="ray"`` submits the same task functions as Ray tasks (one CPU, and one GPU when the run
 uses one): a local Ray instance, or the cluster ``RAY_ADDRESS`` names. The run directory must then
@@ -30,7 +32,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -40,7 +41,6 @@ from privaudit.errors import ConfigError
 from privaudit.runtime.allocator import apply_malloc_fix
 
 Task = Callable[..., Any]
-STOP_GRACE_S = 5.0      # how long a stopped run waits for its tasks to reach their next progress report
 
 
 class Stopped(Exception):
@@ -115,17 +115,12 @@ def _run_threads(fn: Task, tasks: list[dict[str, Any]], workers: int, advance: C
             running = [t for t in threads if t.is_alive()]
     except BaseException:              # Ctrl-C here, or advance() failed
         stop.set()
-        _join(threads, STOP_GRACE_S)
+        for t in threads:              # each stops at its next progress report (a training step); the
+            t.join()                   # process never exits with a task inside torch (that aborts it)
         raise
     if errors:
         raise errors[0]
     return results
-
-
-def _join(threads: list[threading.Thread], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
 
 
 def _drain(q: queue.SimpleQueue, advance: Callable[[int], None]) -> None:

@@ -386,8 +386,10 @@ def train_group_dp(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids
                 noise = {n: t.to(x.device) for n, t in draw_noise(gens, shapes).items()}
                 group.set_grads(noisy_gradient(summed, noise, sigma=sigma, expected_batch=recipe.batch_size, **clip))
                 opt.step()
-            end_of_epoch(group, epoch, recipe, model_ids, steps,
-                         all(bool(torch.isfinite(p).all()) for p in group.parameters()), on_checkpoint, on_progress)
+                if on_progress:
+                    on_progress(len(model_ids))
+            end_of_epoch(group, epoch, recipe, model_ids,
+                         all(bool(torch.isfinite(p).all()) for p in group.parameters()), on_checkpoint)
     out = group_from_state(spec, input_shape, n_classes, group.state(), choose_backend(spec, backend, device))
     out.dp_claim = dp_report(dp, keep, recipe.batch_size, total, model_ids)
     return out.eval()

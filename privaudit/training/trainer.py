@@ -240,7 +240,7 @@ def train_group(x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, model_ids: l
     them as a group (on that device).
 
     ``on_checkpoint(epoch, stacked_state)`` is called after each epoch in ``recipe.checkpoints``;
-    ``on_progress(n_model_steps)`` after each epoch of each model (or of the whole stack).
+    ``on_progress(n_model_steps)`` after each step of each model (or of the whole stack).
     """
     device = as_device(device)
     backend = choose_backend(spec, backend, device)
@@ -293,17 +293,17 @@ def _fit(group: ModelGroup, x: torch.Tensor, y: torch.Tensor, model_ids: list[in
                 loss.backward()
                 return loss
             loss = opt.step(closure)        # SAM calls it twice
-        end_of_epoch(group, epoch, recipe, model_ids, steps, bool(torch.isfinite(loss)), on_checkpoint, on_progress)
+            if on_progress:
+                on_progress(len(model_ids))     # per step: a stopping run stops its tasks within one step
+        end_of_epoch(group, epoch, recipe, model_ids, bool(torch.isfinite(loss)), on_checkpoint)
     group.eval()
 
 
-def end_of_epoch(group: ModelGroup, epoch: int, recipe: Recipe, model_ids: list[int], steps: int, finite: bool,
-                 on_checkpoint: CheckpointFn | None, on_progress: ProgressFn | None) -> None:
-    """Shared by every training loop: stop on divergence, save checkpoints, report progress."""
+def end_of_epoch(group: ModelGroup, epoch: int, recipe: Recipe, model_ids: list[int], finite: bool,
+                 on_checkpoint: CheckpointFn | None) -> None:
+    """Shared by every training loop: stop on divergence, save checkpoints."""
     if not finite:
         raise TrainingError(f"training diverged (non-finite loss or parameters) in epoch {epoch} of models "
                             f"{model_ids[0]}..{model_ids[-1]}; lower the learning rate")
     if on_checkpoint and epoch in recipe.checkpoints:
         on_checkpoint(epoch, group.state())
-    if on_progress:
-        on_progress(len(model_ids) * steps)
