@@ -3,6 +3,7 @@ and exit status 2; Ctrl-C ends with a line saying that rerunning resumes (exit 1
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -150,8 +151,28 @@ _register_commands()
 
 
 def main() -> None:  # pragma: no cover
-    app()
+    """The ``privaudit`` console script: :data:`app`, then leave at once with its exit status.
+
+    Everything a command writes is complete on disk when it returns (atomic writes, joined
+    threads), so the interpreter's teardown of torch and the other loaded libraries (1-2 s on a
+    2-core CPU, a tenth of the default audit) is skipped, as after Ctrl-C
+    (:func:`privaudit.commands.common.user_errors`). A Ray session gets the normal shutdown."""
+    try:
+        app()
+        code: object = 0
+    except SystemExit as leave:
+        code = leave.code
+    if "ray" in sys.modules:
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

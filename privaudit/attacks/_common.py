@@ -163,6 +163,18 @@ def masked_quantile(values: np.ndarray, mask: np.ndarray, q: float) -> np.ndarra
     return np.where(valid, out, np.nan)
 
 
+def trim_mean(values: np.ndarray, trim: float) -> np.ndarray:
+    """Trimmed mean over axis 0, cutting ``int(trim * R)`` observations from each end: the same
+    partition and mean as :func:`scipy.stats.trim_mean` (equal to it bit for bit, tested), without
+    importing ``scipy.stats`` (about half a second of every default audit)."""
+    values = np.asarray(values)
+    low = int(trim * values.shape[0])
+    high = values.shape[0] - low
+    if low >= high:
+        raise ValueError(f"trim {trim} leaves no observation of {values.shape[0]}")
+    return np.partition(values, (low, high - 1), axis=0)[low:high].mean(axis=0)
+
+
 def masked_trim_mean(values: np.ndarray, mask: np.ndarray, trim: float) -> np.ndarray:
     """Per-sample trimmed mean over the masked reference axis, cutting ``int(trim * count)``
     observations from each end, as :func:`scipy.stats.trim_mean` does. ``trim=0``: plain mean.

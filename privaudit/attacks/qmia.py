@@ -87,14 +87,17 @@ offline LiRA with a few references on every population measured here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import warnings
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import KFold
 
 from privaudit.attacks._common import choice, query_mean, single_threaded, validate
 from privaudit.errors import SignalError
+
+if TYPE_CHECKING:   # scikit-learn is imported where it is used: its import costs ~1 s of every run
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 MIN_PUBLIC = 10          # fewer public rows (per fold): no regressor, the public mean/std (a global threshold)
 VAR_FLOOR = 1e-12        # relative floor of the predicted variance (gamma deviance needs r^2 > 0)
@@ -113,6 +116,8 @@ def inputs(features: np.ndarray, labels: np.ndarray, n_classes: int, with_label:
 
 def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
     """``int [n]``: the cross-fitting fold of every row (seeded; ``folds`` folds of near-equal size)."""
+    from sklearn.model_selection import KFold
+
     out = np.empty(n, dtype=np.int64)
     for k, (_, test) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(np.arange(n))):
         out[test] = k
@@ -122,6 +127,8 @@ def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
 # -- boosting ----------------------------------------------------------------------------------------
 
 def _booster(loss: str, seed: int, **kw) -> HistGradientBoostingRegressor:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     return HistGradientBoostingRegressor(loss=loss, early_stopping=True, validation_fraction=0.2,
                                          n_iter_no_change=10, random_state=seed, **kw)
 
@@ -134,6 +141,8 @@ def _fit(loss: str, x: np.ndarray, y: np.ndarray, seed: int, kw: dict) -> HistGr
 
 def out_of_fold(x: np.ndarray, s: np.ndarray, folds: int, seed: int, kw: dict) -> np.ndarray:
     """``mu_{-k}(x_i)`` for every row: each fold predicted by a mean model fitted on the others."""
+    from sklearn.model_selection import KFold
+
     pred = np.empty_like(s)
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(x):
         pred[test] = _fit("squared_error", x[train], s[train], seed, kw).predict(x[test])

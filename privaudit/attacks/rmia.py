@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from privaudit.attacks._common import (choice, masked_trim_mean, require_counts, validate)
+from privaudit.attacks._common import choice, masked_trim_mean, require_counts, trim_mean, validate
 from privaudit.errors import ConfigError, SignalError
 
 PR_FLOOR = 1e-300
@@ -182,9 +182,7 @@ def rmia_online(target, ref, ref_keep, *, labels, gamma: float = 1.0, trim: floa
     _check(name, gamma, aug_combine, chunk_size, vote_method, trim)
     target, ref, keep, _ = validate(target, ref, ref_keep, labels, name=name)
     pop = _population(population, target.shape[0], name)
-    from scipy.stats import trim_mean   # imported here: scipy.stats costs more than the default audit's attacks
-
-    prx = trim_mean(ref, trim, axis=0) if trim > 0 else ref.mean(axis=0)
+    prx = trim_mean(ref, trim) if trim > 0 else ref.mean(axis=0)
     r = target / np.maximum(prx, PR_FLOOR)
     return _rmia_from_ratios(r, pop, gamma=gamma, aug_combine=aug_combine, strict=strict,
                              chunk_size=int(chunk_size), vote_method=vote_method)

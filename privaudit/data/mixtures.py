@@ -24,9 +24,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
-from scipy import ndimage
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 
 from privaudit.errors import ConfigError, DataError
 
@@ -158,6 +155,9 @@ def smallest_cluster(features: np.ndarray, *, pca_dim: int = 10, k: int = 5, see
     if k < 1 or n < k:
         raise ConfigError(f"need at least k={k} >= 1 samples to form {k} clusters, got {n}")
     dim = min(pca_dim, f, n)
+    from sklearn.cluster import KMeans   # here: scikit-learn's import is slow, and every report
+    from sklearn.decomposition import PCA   # imports this module (singletons)
+
     z = PCA(n_components=dim, random_state=seed).fit_transform(features) if dim < f else features
     labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(z)
     counts = np.bincount(labels, minlength=k)
@@ -209,6 +209,8 @@ def augment_images(x: np.ndarray, seed: int, kind: str = "strong", *,
     Deterministic given ``seed``; float32 out, same shape. Vectorised: one
     ``scipy.ndimage.map_coordinates`` call per chunk of images.
     """
+    from scipy import ndimage   # here: only the image conversions need it
+
     if kind not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation kind {kind!r}; choose one of {sorted(AUGMENTATIONS)}")
     x = _images(x).astype(np.float64)
@@ -270,6 +272,7 @@ def to_grayscale_resized(x: np.ndarray, size: tuple[int, int] = (28, 28), *,
     ``method="area"``: exact area averaging (separable box-filter matrices; preserves constants
     and the image mean); ``"zoom"``: ``scipy.ndimage.zoom`` bilinear (order 1, grid mode).
     """
+    from scipy import ndimage   # here: only the image conversions need it
     x = _images(x)
     n, c, h, w = x.shape
     if c not in (1, 3):

@@ -9,7 +9,7 @@ import numpy as np
 
 from privaudit.evaluation.results import Estimate
 from privaudit.report.format import TIES, TIES_NOTE, TextTable, estimate_text, interval_text, number
-from privaudit.runtime.run import Run
+from privaudit.runtime.run import Layout, Run
 from privaudit.studies._render import study_section
 from privaudit.studies.memorization import NAME
 from privaudit.studies.memorization.groups import GROUP_NAMES
@@ -103,6 +103,8 @@ def reduction_text(r_needed: int | None, factor: float | None, capped: bool | No
 
 def report_section(run: Run) -> tuple[str, str] | None:
     """The tables and the budget plots, or None when the run has no memorization results."""
+    if not run.has(Layout.study(NAME, DOCUMENT)):
+        return None                   # before importing the plots (scipy.stats: half a second)
     from privaudit.studies.memorization.plots import PLOTS
 
     return study_section(
