@@ -148,8 +148,8 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
     jointly for all targets, every threshold re-estimated), bias-corrected, with a t quantile
     (:mod:`privaudit.evaluation.intervals`, which says why). The interval always contains the mean;
     when it had to be widened to do so it is marked ``"widened": True``. Each target's entry
-    carries its own 95% intervals (``"intervals": {metric: [lo, hi]}``) of AUC and TPR, and of
-    balanced accuracy when there is one target (:func:`intervals.metric_intervals`).
+    carries its own 95% intervals (``"intervals": {metric: [lo, hi]}``) of AUC, balanced accuracy
+    and TPR (:func:`intervals.metric_intervals`).
 
     Resolution: a TPR at FPR alpha that some target's non-members cannot resolve
     (``alpha * n_neg < 1``) gets no number, only ``{"unresolved": True, "needs_nonmembers":
