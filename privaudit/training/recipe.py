@@ -41,17 +41,65 @@ class Recipe:
 
 
 def make_optimizer(recipe: Recipe, params: Iterable[torch.nn.Parameter], *, stacked: bool = True,
-                   buffers: Iterable[torch.Tensor] = ()) -> torch.optim.Optimizer:
+                   buffers: Iterable[torch.Tensor] = ()) -> torch.optim.Optimizer | FusedAdam:
     """The recipe's optimizer. ``stacked``: every parameter has a leading model axis (the ``wide``
     and ``vmap`` groups); else the parameters are one model's. ``buffers``: what SAM restores after
     its second forward (BatchNorm running statistics). Both matter to :class:`SAM` only."""
     if recipe.optimizer == "adam":
-        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
+        return FusedAdam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, **sgd_options(recipe))
     if recipe.optimizer == "sam":
         return SAM(params, rho=recipe.sam_rho, stacked=stacked, buffers=buffers, **sgd_options(recipe))
     raise ConfigError(f"unknown optimizer {recipe.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+class FusedAdam:
+    """``torch.optim.Adam(params, lr, weight_decay=wd, fused=True)``: the same update through the
+    same kernel (``torch._fused_adam_``, Kingma & Ba, ICLR 2015, Algorithm 1, L2 weight decay),
+    equal to it bit for bit (tested), but not a ``torch.optim.Optimizer``: torch wraps
+    ``Optimizer.add_param_group`` and ``Optimizer.step`` so that their first call imports
+    ``torch._dynamo``, 1.2-1.6 s on a 2-core CPU, about a seventh of the default audit. Offers what
+    the training loops use: ``param_groups[i]["lr"]``, :meth:`zero_grad`, :meth:`step`."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = [p for p in params]
+        self.param_groups = [{"params": self.params, "lr": lr, "weight_decay": weight_decay,
+                              "betas": betas, "eps": eps}]
+        self.state: dict[torch.nn.Parameter, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def _state(self, p: torch.nn.Parameter) -> dict[str, torch.Tensor]:
+        if p not in self.state:     # as torch's Adam: created at a parameter's first gradient
+            self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                             "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        return self.state[p]
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        g = self.param_groups[0]
+        params = [p for p in self.params if p.grad is not None]
+        if not params:
+            return loss
+        states = [self._state(p) for p in params]
+        steps = [st["step"] for st in states]
+        with torch.no_grad():
+            torch._foreach_add_(steps, 1)
+            torch._fused_adam_(params, [p.grad for p in params], [st["exp_avg"] for st in states],
+                               [st["exp_avg_sq"] for st in states], [], steps, lr=g["lr"],
+                               beta1=g["betas"][0], beta2=g["betas"][1], weight_decay=g["weight_decay"],
+                               eps=g["eps"], amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
+        return loss
 
 
 def sgd_options(recipe: Recipe) -> dict:
