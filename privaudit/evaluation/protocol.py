@@ -142,14 +142,16 @@ def metric_names(fprs: tuple[float, ...]) -> list[str]:
 
 
 def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float, ...], mode: str = "strict",
-              n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[list[dict], dict]:
+              n_boot: int = 200, seed: int = 0, level: float = 0.95,
+              own_intervals: bool = True) -> tuple[list[dict], dict]:
     """Per-target metrics and, per metric, mean, std over targets and a 95% interval of the mean:
     the spread between targets plus the noise of the shared samples (their columns resampled
     jointly for all targets, every threshold re-estimated), bias-corrected, with a t quantile
     (:mod:`privaudit.evaluation.intervals`, which says why). The interval always contains the mean;
     when it had to be widened to do so it is marked ``"widened": True``. Each target's entry
     carries its own 95% intervals (``"intervals": {metric: [lo, hi]}``) of AUC, balanced accuracy
-    and TPR (:func:`intervals.metric_intervals`).
+    and TPR (:func:`intervals.metric_intervals`); ``own_intervals=False`` skips them (slices and
+    groups report the mean over targets only).
 
     Resolution: a TPR at FPR alpha that some target's non-members cannot resolve
     (``alpha * n_neg < 1``) gets no number, only ``{"unresolved": True, "needs_nonmembers":
@@ -179,12 +181,12 @@ def summarize(scores: np.ndarray, keep_targets: np.ndarray, *, fprs: tuple[float
         own: dict[str, list[tuple[float, float]]] = {}
         cis = intervals.metric_intervals(live, fns, [[p[m] for p in per_target] for m in live],
                                          keep_targets, scores, n_boot=n_boot, seed=seed, level=level,
-                                         per_target_out=own)
+                                         per_target_out=own if own_intervals else None)
         for m, (lo, hi, widened) in cis.items():
             summary[m]["lo"], summary[m]["hi"] = lo, hi
             if widened:
                 summary[m]["widened"] = True
-        for t, p in enumerate(per_target):
+        for t, p in enumerate(per_target if own_intervals else ()):
             p["intervals"] = {m: [lo_hi[t][0], lo_hi[t][1]] for m, lo_hi in own.items()}
     return per_target, summary
 

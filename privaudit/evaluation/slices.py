@@ -93,7 +93,8 @@ def slice_summary(scores: np.ndarray, keep_targets: np.ndarray, mask: np.ndarray
     if not used.size:
         return out | {"status": "no members" if not pos.any() else "no non-members"}
     out["status"] = "ok" if used.size == len(y) else "partial"
-    _, summary = summarize(scores[used][:, mask], y[used], fprs=fprs, mode=mode, n_boot=n_boot, seed=seed)
+    _, summary = summarize(scores[used][:, mask], y[used], fprs=fprs, mode=mode, n_boot=n_boot, seed=seed,
+                           own_intervals=False)
     out["summary"] = summary
     n_neg = int(neg[used].min())
     out["estimable"] = {f"tpr@{a:g}": bool(a * n_neg >= 1) for a in fprs}

@@ -60,7 +60,8 @@ def group_metrics(scores: np.ndarray, keep_t: np.ndarray, mask: np.ndarray, *, f
     if n == 0 or n_pos.min() == 0 or n_neg.min() == 0:
         return {"n": n, "skipped": f"a target has {int(n_pos.min(initial=0))} members / "
                                    f"{int(n_neg.min(initial=0))} non-members in this group"}
-    _, summary = summarize(scores[:, mask], kt, fprs=(fpr,), mode=mode, n_boot=n_boot, seed=seed)
+    _, summary = summarize(scores[:, mask], kt, fprs=(fpr,), mode=mode, n_boot=n_boot, seed=seed,
+                           own_intervals=False)
     flags = strict_threshold_flags(scores, ~keep_t, fpr)
     glob = (flags & keep_t)[:, mask].sum(axis=1) / n_pos
     key = f"tpr@{fpr:g}"
