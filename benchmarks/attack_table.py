@@ -96,17 +96,19 @@ def describe(cfg, run, keep: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 
 # -- table ---------------------------------------------------------------------------------------
-def pooled(scores: np.ndarray, keep_t: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
-    """Metrics of the ROC pooled over targets (LiRA plot.py), with bootstrap 95% intervals."""
+def pooled(scores: np.ndarray, keep_t: np.ndarray, n_boot: int, seed: int,
+           fprs: tuple[float, ...] = FPRS) -> dict[str, Any]:
+    """Metrics of the ROC pooled over targets (LiRA plot.py), with bootstrap 95% intervals; TPR at
+    each of ``fprs``."""
     y, s = keep_t.ravel(), scores.ravel()
     out: dict[str, Any] = {"n_pos": int(y.sum()), "n_neg": int((~y).sum())}
-    names = ["auc", "balanced_accuracy"] + [f"tpr@{a:g}" for a in FPRS]
+    names = ["auc", "balanced_accuracy"] + [f"tpr@{a:g}" for a in fprs]
     values = {"auc": metrics.auc(y, s), "balanced_accuracy": metrics.balanced_accuracy(y, s)}
-    values |= {f"tpr@{a:g}": metrics.tpr_at_fpr(y, s, a) for a in FPRS}
+    values |= {f"tpr@{a:g}": metrics.tpr_at_fpr(y, s, a) for a in fprs}
     for m in names:
         lo, hi = metrics.bootstrap_ci(m, y, s, n_boot=n_boot, seed=seed) if n_boot else (np.nan, np.nan)
         out[m] = {"value": float(values[m]), "lo": float(lo), "hi": float(hi)}
-    for a in FPRS:
+    for a in fprs:
         out[f"n_fp@{a:g}"] = int(np.floor(a * out["n_neg"] + 1e-9))
     return out
 

@@ -30,6 +30,7 @@ import torch
 from rich.console import Console
 
 from privaudit.attacks.registry import run_attack
+from privaudit.device import resolve_device
 from privaudit.evaluation import metrics
 from privaudit.runtime.executor import run_tasks
 from privaudit.runtime.plan import arch_spec, progress, queries, recipe
@@ -59,8 +60,9 @@ def target_file(fraction: float, replicate: int) -> str:
 
 
 def target_task(run_dir: str, fraction: float, replicate: int, on_progress) -> str:
-    """Train one target on its members, store its logits ``[n, A, C]`` and curvature ``[n, A]``
-    (the caller holds the run's lock); returns the artifact's name in the run."""
+    """Train one target on its members (on the run's ``training.device``), store its logits
+    ``[n, A, C]`` and curvature ``[n, A]`` (the caller holds the run's lock); returns the
+    artifact's name in the run."""
     from privaudit.training.trainer import steps_per_epoch, train_group
 
     run = Run(run_dir)
@@ -75,7 +77,8 @@ def target_task(run_dir: str, fraction: float, replicate: int, on_progress) -> s
     t = time.perf_counter()
     group = train_group(x, y, member[None], [0], spec=arch_spec(cfg), recipe=recipe(cfg), n_classes=n_classes,
                         root_seed=TARGET_SEED + 100 * replicate + int(round(100 * fraction)),
-                        steps=steps_per_epoch(member[None], cfg.training.batch_size), backend=cfg.training.backend)
+                        steps=steps_per_epoch(member[None], cfg.training.batch_size), backend=cfg.training.backend,
+                        device=resolve_device(cfg.training.device))
     t_train = time.perf_counter() - t
     logits = query_logits(group, x, queries(cfg))[0]
     t = time.perf_counter()

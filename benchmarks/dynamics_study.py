@@ -1,8 +1,9 @@
 """Study: dynamics of membership privacy (after Chen et al. 2025, arXiv:2507.23291; privaudit's definitions)
 across dataset complexity (digits / MNIST / CIFAR-10 subsets with the same MLP), architecture (MLP vs
 CNN on MNIST; a CIFAR-10 CNN is optional: ``--only cifar10_cnn_adam``) and optimizer (Adam vs SGD on
-digits; SAM is not implemented by the trainer, so not studied), with checkpointed populations small
-enough for a shared 2-core CPU.
+digits; SGD vs Adam vs SAM, which the trainer implements as ``training.optimizer: sam``, on a CIFAR-10
+WRN is ``benchmarks/reproduce/dynamics.py``), with checkpointed populations small enough for a shared
+2-core CPU.
 
     nice -n 10 python benchmarks/dynamics_study.py            # all conditions (resumes finished work)
     nice -n 10 python benchmarks/dynamics_study.py --only digits_mlp_adam,mnist_cnn_adam
@@ -105,13 +106,22 @@ def run_condition(name: str, work: Path, n: int, models: int, n_boot: int) -> di
     final_metrics = run.load_json(Layout.metrics)["attacks"]["lira_online"]["summary"]
     for kind in ("trajectories", "early_prediction"):
         shutil.copyfile(run.path(Layout.study(NAME, f"{kind}.png")), RESULTS / f"dynamics_{name}_{kind}.png")
-    ep, cross = doc["early_prediction"], doc["early_prediction_cross_model"]
     return {
         "condition": name, "dataset": cfg.data.name, "arch": cfg.model.arch, "optimizer": cfg.training.optimizer,
         "n_samples": doc["n_samples"], "n_models": models, "epochs": doc["epochs"],
         "seconds": {"train_and_prepare": t_train, "signals": t_sig, "dynamics": t_dyn},
         **accuracy(run, EPOCHS),
         "final_auc": final_metrics["auc"], "final_tpr@0.01": final_metrics["tpr@0.01"],
+        **dynamics_summary(doc),
+    }
+
+
+def dynamics_summary(doc: dict) -> dict:
+    """The dynamics numbers of one run's ``dynamics.json`` (:func:`run_dynamics`'s document) that the
+    tables quote: centre of mass, speed, entropy, entry into the highly-vulnerable region, early
+    prediction (same models, cross-model, highly-vulnerable recall), correlations and findings."""
+    ep, cross = doc["early_prediction"], doc["early_prediction_cross_model"]
+    return {
         "com_displacement_pp": doc["com_displacement"]["displacement_pp"],
         "com_path_length_pp": doc["com_displacement"]["path_length_pp"],
         "com_first_last_pp": [[100 * v for v in doc["center_of_mass"][i]] for i in (0, -1)],
