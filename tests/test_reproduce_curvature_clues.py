@@ -4,26 +4,18 @@ zero-order; a second call resumes without retraining and gives the same numbers.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "reproduce" / "curvature_clues.py"
-DATA = REPO.parent / "shared" / "data"
+from _reproduce import DATA, load
 
 
 def _module():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("curvature_clues", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("curvature_clues")
 
 
 def test_fprs_are_resolvable():
@@ -76,10 +68,7 @@ def test_ci_document_and_resume(ci_run):
 
 
 def resolvable(n_neg: int) -> float:
-    sys.path.insert(0, str(SCRIPT.parent))
-    from _common import resolvable_fpr
-
-    return resolvable_fpr(n_neg)
+    return _module().resolvable_fpr(n_neg)
 
 
 def _check_row(row):

@@ -3,10 +3,8 @@ vs SAM) at the ``ci`` scale, end to end, plus its helpers."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +12,11 @@ import pytest
 
 from privaudit.runtime.run import Layout, Run
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "reproduce" / "dynamics.py"
-DATA = REPO.parent / "shared" / "data"
+from _reproduce import DATA, load
 
 
 def _module():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("reproduce_dynamics", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("dynamics")
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,25 +5,17 @@ training in budgeted pieces."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "reproduce" / "lira_table1.py"
-DATA = REPO.parent / "shared" / "data"
+from _reproduce import DATA, load
 
 
 def _module():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("lira_table1", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("lira_table1")
 
 
 # ------------------------------------------------------------------------------------------

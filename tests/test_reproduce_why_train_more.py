@@ -3,10 +3,8 @@ end, plus the within-group budget helpers it adds to privaudit.studies.memorizat
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +13,11 @@ import pytest
 from privaudit.studies.memorization import budget as bd
 from privaudit.studies.memorization.groups import within_group_budget_groups
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "reproduce" / "why_train_more.py"
-DATA = REPO.parent / "shared" / "data"
+from _reproduce import DATA, load
 
 
 def _module():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("why_train_more", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load("why_train_more")
 
 
 # ------------------------------------------------------------------------------------------
