@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _reproduce import DATA, load
+from _reproduce import load, ci_argv, needs_data
 
 
 def _module():
@@ -43,11 +43,10 @@ def test_scales_change_only_sizes():
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
-    if not (DATA / "cifar10_jpeg").is_dir():
-        pytest.skip("CIFAR-10 not found next to the repository (shared/data)")
+    needs_data("cifar10_jpeg")
     tmp = tmp_path_factory.mktemp("cc")
     mod = _module()
-    argv = ["--scale", "ci", "--out", str(tmp / "runs"), "--json", str(tmp / "out.json"), "--figures", str(tmp)]
+    argv = ci_argv(tmp)
     doc = mod.main(argv)
     again = mod.main(argv)       # the run folders resume: nothing retrained, same numbers
     return doc, again, tmp

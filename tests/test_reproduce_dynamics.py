@@ -12,7 +12,7 @@ import pytest
 
 from privaudit.runtime.run import Layout, Run
 
-from _reproduce import DATA, load
+from _reproduce import load, ci_argv, needs_data
 
 
 def _module():
@@ -63,11 +63,10 @@ def test_peak_entry_counts_entries_from_outside_the_region():
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
-    if not (DATA / "cifar10_jpeg").is_dir():
-        pytest.skip("CIFAR-10 not found next to the repository (shared/data)")
+    needs_data("cifar10_jpeg")
     tmp = tmp_path_factory.mktemp("dyn")
     mod = _module()
-    argv = ["--scale", "ci", "--out", str(tmp / "runs"), "--json", str(tmp / "out.json"), "--figures", str(tmp)]
+    argv = ci_argv(tmp)
     doc = mod.main(argv)
     again = mod.main(argv)       # the run folders resume: nothing retrained, same numbers
     return doc, again, tmp, mod

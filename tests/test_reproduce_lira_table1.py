@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _reproduce import DATA, load
+from _reproduce import load, ci_argv, needs_data
 
 
 def _module():
@@ -69,21 +69,16 @@ def test_headline_ratio():
 # the ci scale, end to end
 # ------------------------------------------------------------------------------------------
 
-def _needs_data():
-    if not (DATA / "cifar10_jpeg").is_dir():
-        pytest.skip("CIFAR-10 not found next to the repository (shared/data)")
-
-
 def _model_files(run_dir: str) -> dict[str, float]:
     return {str(p): p.stat().st_mtime_ns for p in sorted((Path(run_dir) / "models").rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
-    _needs_data()
+    needs_data("cifar10_jpeg")
     tmp = tmp_path_factory.mktemp("lira_t1")
     mod = _module()
-    argv = ["--scale", "ci", "--out", str(tmp / "runs"), "--json", str(tmp / "out.json"), "--figures", str(tmp)]
+    argv = ci_argv(tmp)
     doc = mod.main(argv)
     models = {a: _model_files(r["run_dir"]) for a, r in doc["archs"].items()}
     again = mod.main(argv)       # the run folders resume: nothing retrained, same numbers
@@ -136,7 +131,7 @@ def test_ci_training_in_pieces(tmp_path, monkeypatch):
     """--max-train-s: one group per call when the budget is spent; a call that trained stops there,
     the next one (nothing left to train) queries and attacks; the models are those of an
     uninterrupted run."""
-    _needs_data()
+    needs_data("cifar10_jpeg")
     mod = _module()
     sizes = copy.deepcopy(mod.SIZES)
     sizes["ci"]["airbench"] |= {"n_models": 4, "models_per_group": 2, "epochs": 2}

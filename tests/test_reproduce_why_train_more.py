@@ -13,7 +13,7 @@ import pytest
 from privaudit.studies.memorization import budget as bd
 from privaudit.studies.memorization.groups import within_group_budget_groups
 
-from _reproduce import DATA, load
+from _reproduce import load, ci_argv, needs_data
 
 
 def _module():
@@ -75,11 +75,10 @@ def test_resolvable_fpr():
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
-    if not (DATA / "mnist").is_dir() or not (DATA / "cifar10_jpeg").is_dir():
-        pytest.skip("MNIST / CIFAR-10 not found next to the repository (shared/data)")
+    needs_data("mnist", "cifar10_jpeg")
     tmp = tmp_path_factory.mktemp("wtm")
     mod = _module()
-    argv = ["--scale", "ci", "--out", str(tmp / "runs"), "--json", str(tmp / "out.json"), "--figures", str(tmp)]
+    argv = ci_argv(tmp)
     doc = mod.main(argv)
     again = mod.main(argv)       # the run folder resumes: nothing retrained, same numbers
     return doc, again, tmp

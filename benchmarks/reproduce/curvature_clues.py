@@ -58,9 +58,9 @@ from _common import (REPO, clean, figure_dir, parser, peak_memory_mb, plt,  # no
 from privaudit.attacks.registry import get_attack, run_attack  # noqa: E402
 from privaudit.config import DPConfig, RunConfig, parse_config  # noqa: E402
 from privaudit.device import resolve_device  # noqa: E402
-from privaudit.evaluation import metrics  # noqa: E402
 from privaudit.evaluation.protocol import score_targets, summarize  # noqa: E402
 from privaudit.evaluation.statistics import spearman_with_ci  # noqa: E402
+from privaudit.report.plots import roc_loglog  # noqa: E402
 from privaudit.runtime.executor import run_tasks  # noqa: E402
 from privaudit.runtime.plan import arch_spec, groups, load_group, queries, recipe, zo_batch_size  # noqa: E402
 from privaudit.runtime.run import Layout, Run  # noqa: E402
@@ -258,35 +258,11 @@ def _pct(v: float | None) -> float | None:
     return None if v is None else v / 100
 
 
-def mean_roc(members: np.ndarray, scores: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Mean over targets of each target's strict TPR (largest TPR at FPR <= alpha) on ``grid``:
-    the curve whose points are the table's mean-over-targets TPRs."""
-    out = []
-    for y, sc in zip(members, scores):
-        fpr, tpr, _ = metrics.roc_curve(y, sc)
-        out.append(tpr[np.clip(np.searchsorted(fpr, grid + 1e-12, side="right") - 1, 0, None)])
-    return np.mean(out, axis=0)
-
-
 def plot_roc(scores: dict[str, np.ndarray], keep_t: np.ndarray, path: Path, title: str) -> str:
-    """ROC (log-log) of every attack: the mean over targets of the per-target ROCs (as the table)."""
-    n_neg = max(int((~keep_t).sum(axis=1).min()), 1)
-    grid = np.logspace(np.log10(1.0 / n_neg), 0, 300)
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    for key, s in scores.items():
-        auc = np.mean([metrics.auc(y, sc) for y, sc in zip(keep_t, s)])
-        ax.plot(grid, np.maximum(mean_roc(keep_t, s, grid), 1e-4), lw=1.2 if "curv" in key else 0.9,
-                ls="-" if "curv" in key else "--", label=f"{key} (AUC {auc:.3f})")
-    ax.plot([1e-5, 1], [1e-5, 1], color="grey", lw=0.6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(1.0 / n_neg, 1)
-    ax.set_ylim(1e-3, 1)
-    ax.set_xlabel("FPR")
-    ax.set_ylabel("TPR (mean over targets, strict)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6.5, loc="lower right")
-    return save_figure(fig, path)
+    """The report's log-log ROC (mean over targets) of every attack (:func:`privaudit.report.plots.roc_loglog`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(roc_loglog({key: (s, keep_t) for key, s in scores.items()}, title))
+    return str(path)
 
 
 # ------------------------------------------------------------------------------------------
